@@ -1,0 +1,293 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/capsule"
+	"github.com/astrid-go/astrid/hoststate"
+	"github.com/astrid-go/astrid/manifests"
+)
+
+// CapsuleConfig is everything a CapsuleActor needs to run one capsule.
+type CapsuleConfig struct {
+	Manifest  *manifests.Manifest
+	Module    *capsule.Module
+	Transport *Transport
+	KV        hoststate.KVStore
+	Router    *Router
+	Logger    zerolog.Logger
+	// Owner is the principal the capsule is loaded for ("default").
+	Owner string
+	// Env is the resolved non-secret configuration.
+	Env map[string]string
+}
+
+// CapsuleActor runs one capsule: it owns the capsule's current wazero
+// instance and HostState exclusively (the single-thread store rule) and
+// the inbox that feeds its recv path across incarnations.
+//
+// Handler calls run on the actor's own goroutine, one message at a time. A
+// run-loop capsule's run export runs on a goroutine the actor starts and
+// waits for; while it runs the actor never enters the instance, and
+// interceptor messages for it go through the inbox instead, tagged with
+// their action.
+//
+// # Concurrency
+//
+// All fields are owned by the actor (protoactor runs Receive one message
+// at a time). The run goroutine touches only the instance and State it was
+// started with, and reports back with messages.
+type CapsuleActor struct {
+	cfg      CapsuleConfig
+	id       string
+	log      zerolog.Logger
+	inbox    *hoststate.Inbox
+	bindings []hoststate.Binding
+
+	system *actor.ActorSystem
+	self   *actor.PID
+	parent *actor.PID
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	inc     int
+	inst    *capsule.Instance
+	state   *hoststate.State
+	runDone chan struct{}
+	status  string
+}
+
+var _ actor.Actor = (*CapsuleActor)(nil)
+
+// NewCapsuleActor returns the producer of a CapsuleActor for cfg.
+func NewCapsuleActor(cfg CapsuleConfig) actor.Producer {
+	return func() actor.Actor {
+		m := cfg.Manifest
+		a := &CapsuleActor{
+			cfg:    cfg,
+			id:     m.ID(),
+			log:    cfg.Logger.With().Str("capsule", m.ID()).Str("capsule_version", m.Package.VersionRaw).Logger(),
+			inbox:  hoststate.NewInbox(m.Limits.MailboxSize),
+			status: "starting",
+		}
+		for i, ic := range m.Interceptors() {
+			a.bindings = append(a.bindings, hoststate.Binding{
+				HandleID: uint64(i + 1), Action: ic.Action, Topic: ic.Topic, Priority: ic.Priority,
+			})
+		}
+		return a
+	}
+}
+
+// Receive implements actor.Actor.
+func (a *CapsuleActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.system = ctx.ActorSystem()
+		a.self = ctx.Self()
+		a.parent = ctx.Parent()
+		a.ctx, a.cancel = context.WithCancel(context.Background())
+		a.incarnate(ctx)
+		if a.cfg.Router != nil {
+			a.cfg.Router.Add(a.id, a.self, a.bindings)
+		}
+	case *Invoke:
+		a.invoke(ctx, m)
+	case *Deliver:
+		a.inbox.Push(&hoststate.Delivery{Handle: m.Handle, Msg: m.Msg})
+	case *runEnded:
+		a.runEnded(ctx, m)
+	case *readySignalled:
+		if m.incarnation == a.inc && a.inst != nil {
+			a.status = "ready"
+			ctx.Send(a.parent, &CapsuleReady{ID: a.id, Incarnation: a.inc})
+		}
+	case *Restart:
+		if a.inst == nil || a.inst.Dead() {
+			a.incarnate(ctx)
+		}
+	case *Status:
+		ctx.Respond(&StatusReport{
+			ID: a.id, Version: a.cfg.Manifest.Package.VersionRaw, State: a.status,
+			Incarnation: a.inc, RunLoop: a.cfg.Module.Exports().Run, Queued: a.inbox.Len(),
+		})
+	case *actor.Stopping:
+		a.stop()
+	}
+}
+
+func (a *CapsuleActor) stateConfig() hoststate.Config {
+	m := a.cfg.Manifest
+	cfg := hoststate.Config{
+		CapsuleID: a.id,
+		Version:   m.Package.VersionRaw,
+		Owner:     a.cfg.Owner,
+		Env:       a.cfg.Env,
+		Bindings:  a.bindings,
+	}
+	for _, e := range m.Env {
+		if e.Type == "secret" {
+			cfg.SecretKeys = append(cfg.SecretKeys, e.Name)
+		}
+	}
+	for _, p := range m.Publish {
+		cfg.Publish = append(cfg.Publish, p.Topic)
+	}
+	for _, s := range m.Subscribe {
+		cfg.Subscribe = append(cfg.Subscribe, s.Topic)
+	}
+	return cfg
+}
+
+// incarnate starts a new incarnation: a fresh HostState and instance.
+func (a *CapsuleActor) incarnate(ctx actor.Context) {
+	a.inc++
+	inc := a.inc
+	log := a.log.With().Int("incarnation", inc).Logger()
+	st := hoststate.New(a.ctx, a.stateConfig(), a.cfg.Transport, a.cfg.KV, a.inbox, log)
+	inst, err := a.cfg.Module.Instantiate(st, capsule.InstanceConfig{
+		Logger:      log,
+		CallTimeout: a.cfg.Manifest.Limits.CallTimeout,
+	})
+	if err != nil {
+		st.Cancel(err)
+		a.inst, a.state = nil, nil
+		a.status = "failed"
+		ctx.Send(a.parent, &CapsuleFailed{ID: a.id, Incarnation: inc, Err: err, At: time.Now()})
+		return
+	}
+	a.inst, a.state = inst, st
+	a.status = "started"
+	ctx.Send(a.parent, &CapsuleStarted{ID: a.id, Incarnation: inc})
+	if !inst.HasRun() {
+		a.status = "ready"
+		ctx.Send(a.parent, &CapsuleReady{ID: a.id, Incarnation: inc})
+		return
+	}
+	a.inbox.Reopen()
+	done := make(chan struct{})
+	a.runDone = done
+	root, self := a.system.Root, a.self
+	go func() {
+		err := inst.Run()
+		close(done)
+		root.Send(self, &runEnded{incarnation: inc, err: err})
+	}()
+	go func() {
+		select {
+		case <-st.Ready():
+			root.Send(self, &readySignalled{incarnation: inc})
+		case <-done:
+		}
+	}()
+}
+
+// invoke runs one step of a dispatch chain.
+func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
+	payload, modified := m.Msg.Payload, false
+	if m.chain != nil {
+		payload, modified = m.chain.payload(m.level)
+	}
+	if a.cfg.Module.Exports().Run {
+		// Never enter an instance whose run export is executing: deliver
+		// through recv, tagged with the action. The run loop answers a
+		// requester itself with ipc_reply.
+		msg := m.Msg
+		if modified {
+			cp := *msg
+			cp.Payload = payload
+			msg = &cp
+		}
+		a.inbox.Push(&hoststate.Delivery{Handle: m.Handle, Action: m.Action, Msg: msg})
+		m.chain.complete(m.level, m.index, capsule.Result{Kind: capsule.Continue}, true)
+		return
+	}
+	if a.inst == nil || a.inst.Dead() {
+		a.incarnate(ctx)
+	}
+	if a.inst == nil {
+		m.chain.complete(m.level, m.index, capsule.Result{Kind: capsule.Errored, Data: []byte("capsule " + a.id + " is not running")}, false)
+		return
+	}
+	st := a.state
+	st.BeginInvocation(m.Msg)
+	res, err := a.inst.Invoke(m.Action, payload)
+	replied := st.Replied()
+	st.EndInvocation()
+	if err != nil {
+		a.failed(ctx, err, m.Msg)
+		res = capsule.Result{Kind: capsule.Errored, Data: []byte(failureText(a.id, err))}
+		// The next message gets a fresh instance right away.
+		a.incarnate(ctx)
+	}
+	if res.Kind == capsule.Errored && err == nil {
+		a.log.Warn().Str("action", m.Action).Str("topic", m.Msg.Topic).Bytes("error", res.Data).Msg("handler error")
+	}
+	m.chain.complete(m.level, m.index, res, replied)
+}
+
+func failureText(id string, err error) string {
+	var te *capsule.TrapError
+	if errors.As(err, &te) {
+		return "capsule " + id + " failed: " + te.Kind.String()
+	}
+	return "capsule " + id + " failed"
+}
+
+func (a *CapsuleActor) failed(ctx actor.Context, err error, msg *bus.Message) {
+	a.status = "failed"
+	ctx.Send(a.parent, &CapsuleFailed{ID: a.id, Incarnation: a.inc, Err: err, Message: msg, At: time.Now()})
+}
+
+func (a *CapsuleActor) runEnded(ctx actor.Context, m *runEnded) {
+	if m.incarnation != a.inc || a.inst == nil {
+		return
+	}
+	a.inst.Close()
+	a.state.CloseSubscriptions()
+	a.state.Cancel(errors.New("run ended"))
+	a.inst, a.state = nil, nil
+	err := m.err
+	if err == nil {
+		err = &capsule.TrapError{Capsule: a.id, Export: "run", Kind: capsule.FailExit, ExitCode: 0}
+	}
+	a.status = "stopped"
+	var te *capsule.TrapError
+	if !errors.As(err, &te) || !te.Normal() {
+		a.status = "failed"
+	}
+	ctx.Send(a.parent, &CapsuleFailed{ID: a.id, Incarnation: m.incarnation, Err: err, At: time.Now()})
+}
+
+// stop ends the incarnation: cancels every blocking host call, waits for
+// the run goroutine, closes the instance and leaves the router.
+func (a *CapsuleActor) stop() {
+	if a.cfg.Router != nil {
+		a.cfg.Router.Remove(a.id)
+	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.inbox.Close()
+	if a.runDone != nil {
+		select {
+		case <-a.runDone:
+		case <-time.After(5 * time.Second):
+			a.log.Error().Msg("run loop did not stop within 5s of cancellation")
+		}
+	}
+	if a.inst != nil {
+		a.inst.Close()
+	}
+	if a.state != nil {
+		a.state.CloseSubscriptions()
+	}
+	a.status = "stopped"
+}

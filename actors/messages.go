@@ -1,0 +1,90 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/capsule"
+)
+
+// Messages a CapsuleActor receives. Commands are imperative, events past
+// tense (STYLE 3.2).
+
+// Invoke asks the capsule to handle msg with the interceptor action, as
+// one step of a dispatch chain built by the Router.
+type Invoke struct {
+	Msg    *bus.Message
+	Action string
+	// Handle is the interceptor binding's handle id (run-loop delivery).
+	Handle uint64
+	chain  *chain
+	level  int
+	index  int
+}
+
+// Deliver queues msg on the capsule's recv path (plain subscriptions of a
+// run-loop capsule arrive this way).
+type Deliver struct {
+	Handle uint64
+	Msg    *bus.Message
+}
+
+// Status asks the actor for a snapshot; the reply is a *StatusReport.
+type Status struct{}
+
+// StatusReport is a capsule's state as seen by its actor.
+type StatusReport struct {
+	ID          string
+	Version     string
+	State       string
+	Incarnation int
+	RunLoop     bool
+	Queued      int
+}
+
+// Events the actor sends to its parent (the supervisor).
+
+// CapsuleStarted is sent when an incarnation has been instantiated.
+type CapsuleStarted struct {
+	ID          string
+	Incarnation int
+}
+
+// CapsuleReady is sent when an incarnation is ready: immediately for
+// handler-only capsules, on signal-ready for run-loop capsules.
+type CapsuleReady struct {
+	ID          string
+	Incarnation int
+}
+
+// CapsuleFailed is sent when an incarnation ends abnormally (or normally:
+// see Err.Normal()). Err is a *capsule.TrapError for guest failures.
+type CapsuleFailed struct {
+	ID          string
+	Incarnation int
+	Err         error
+	// Message is the message being handled when it failed, if any.
+	Message *bus.Message
+	At      time.Time
+}
+
+// Kind returns the failure classification of the event.
+func (e *CapsuleFailed) Kind() capsule.FailureKind {
+	if te, ok := e.Err.(*capsule.TrapError); ok {
+		return te.Kind
+	}
+	return capsule.FailHost
+}
+
+// Restart asks the actor to start a new incarnation (sent by the supervisor
+// after its backoff).
+type Restart struct{}
+
+type runEnded struct {
+	incarnation int
+	err         error
+}
+
+type readySignalled struct {
+	incarnation int
+}

@@ -1,0 +1,274 @@
+package actors
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/capsule"
+	"github.com/astrid-go/astrid/hoststate"
+)
+
+// Router dispatches messages to interceptor bindings (the [subscribe]
+// entries with a handler) of the capsules on this node, following the
+// reference dispatcher (astrid-semantics.md §4.7): strict matching,
+// priority order (lower first, ties broken by capsule id then action),
+// same-priority fan-out, an ordered chain with continue/final/deny across
+// priorities, errors continue the chain. When the message carries a NATS
+// reply subject the chain's outcome is sent back as the reply, so `nats req`
+// against a capsule just works.
+//
+// The Router holds one NATS subscription per distinct binding pattern. When
+// several patterns match a topic, only the subscription of the smallest
+// matching pattern dispatches it, so a message is never handled twice.
+//
+// # Concurrency
+//
+// Goroutine-safe. Bindings are an immutable snapshot swapped atomically, so
+// the NATS callback path takes no lock. A chain is advanced by the actors
+// running it, handing off through messages and an atomic counter.
+type Router struct {
+	t    *Transport
+	root *actor.RootContext
+	log  zerolog.Logger
+
+	mu   sync.Mutex
+	all  []route
+	subs map[string]func() // pattern -> cancel
+	snap atomic.Pointer[[]route]
+}
+
+type route struct {
+	capsule  string
+	pid      *actor.PID
+	action   string
+	pattern  string
+	priority uint32
+	handle   uint64
+}
+
+// NewRouter returns a router publishing replies through t and sending to
+// actors through root.
+func NewRouter(t *Transport, root *actor.RootContext, log zerolog.Logger) *Router {
+	r := &Router{t: t, root: root, log: log.With().Str("component", "router").Logger(), subs: map[string]func(){}}
+	empty := []route{}
+	r.snap.Store(&empty)
+	return r
+}
+
+// Add registers the bindings of capsule id, served by pid.
+func (r *Router) Add(id string, pid *actor.PID, bindings []hoststate.Binding) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, b := range bindings {
+		r.all = append(r.all, route{capsule: id, pid: pid, action: b.Action, pattern: b.Topic, priority: b.Priority, handle: b.HandleID})
+	}
+	r.publishLocked()
+	for _, b := range bindings {
+		if _, ok := r.subs[b.Topic]; ok {
+			continue
+		}
+		pattern := b.Topic
+		cancel, err := r.t.SubscribeStrict(pattern, func(m *bus.Message) { r.dispatch(pattern, m) })
+		if err != nil {
+			r.log.Error().Err(err).Str("pattern", pattern).Msg("cannot subscribe interceptor pattern")
+			continue
+		}
+		r.subs[pattern] = cancel
+	}
+}
+
+// Remove drops every binding of capsule id.
+func (r *Router) Remove(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.all = slices.DeleteFunc(r.all, func(rt route) bool { return rt.capsule == id })
+	r.publishLocked()
+	for pattern, cancel := range r.subs {
+		if !slices.ContainsFunc(r.all, func(rt route) bool { return rt.pattern == pattern }) {
+			cancel()
+			delete(r.subs, pattern)
+		}
+	}
+}
+
+// Close cancels every subscription.
+func (r *Router) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p, cancel := range r.subs {
+		cancel()
+		delete(r.subs, p)
+	}
+	r.all = nil
+	r.publishLocked()
+}
+
+func (r *Router) publishLocked() {
+	snap := slices.Clone(r.all)
+	slices.SortStableFunc(snap, func(a, b route) int {
+		return cmp.Or(cmp.Compare(a.priority, b.priority), cmp.Compare(a.capsule, b.capsule), cmp.Compare(a.action, b.action))
+	})
+	r.snap.Store(&snap)
+}
+
+// dispatch runs on the NATS callback of pattern's subscription: it only
+// turns the message into actor messages.
+func (r *Router) dispatch(pattern string, m *bus.Message) {
+	routes := *r.snap.Load()
+	var matched []route
+	smallest := ""
+	for _, rt := range routes {
+		if !bus.MatchStrict(rt.pattern, m.Topic) {
+			continue
+		}
+		if smallest == "" || rt.pattern < smallest {
+			smallest = rt.pattern
+		}
+		matched = append(matched, rt)
+	}
+	if len(matched) == 0 || smallest != pattern {
+		return
+	}
+	c := &chain{r: r, msg: m}
+	for i := 0; i < len(matched); {
+		j := i + 1
+		for j < len(matched) && matched[j].priority == matched[i].priority {
+			j++
+		}
+		c.levels = append(c.levels, matched[i:j])
+		i = j
+	}
+	c.start(0)
+}
+
+// chain is one message travelling through the interceptor levels.
+type chain struct {
+	r      *Router
+	msg    *bus.Message
+	levels [][]route
+
+	// Written by the actor completing a level before it starts the next one
+	// (a message send orders the two).
+	cur      []byte
+	modified bool
+	anyOK    bool
+	replied  bool // a guest answered with ipc_reply
+
+	// For fan-out levels.
+	pending atomic.Int32
+	results []capsule.Result
+	flags   []uint8
+}
+
+const flagReplied = 1
+
+func (c *chain) payload(int) ([]byte, bool) {
+	if c.modified {
+		return c.cur, true
+	}
+	return c.msg.Payload, false
+}
+
+func (c *chain) start(level int) {
+	lv := c.levels[level]
+	if len(lv) > 1 {
+		c.results = make([]capsule.Result, len(lv))
+		c.flags = make([]uint8, len(lv))
+		c.pending.Store(int32(len(lv)))
+	}
+	for i, rt := range lv {
+		c.r.root.Send(rt.pid, &Invoke{Msg: c.msg, Action: rt.action, Handle: rt.handle, chain: c, level: level, index: i})
+	}
+}
+
+// complete records the outcome of one member of level. replied means the
+// guest answered the requester itself or, for delivery to a run loop, that
+// the run loop owns the answer (it replies with ipc_reply).
+func (c *chain) complete(level, index int, res capsule.Result, replied bool) {
+	if c == nil {
+		return
+	}
+	lv := c.levels[level]
+	if len(lv) > 1 {
+		c.results[index] = res
+		if replied {
+			c.flags[index] = flagReplied
+		}
+		if c.pending.Add(-1) != 0 {
+			return
+		}
+		c.finishLevel(level, c.results, c.flags)
+		return
+	}
+	var f uint8
+	if replied {
+		f = flagReplied
+	}
+	c.finishLevel(level, []capsule.Result{res}, []uint8{f})
+}
+
+func (c *chain) finishLevel(level int, results []capsule.Result, flags []uint8) {
+	var stop *capsule.Result
+	for i := range results {
+		res := &results[i]
+		if flags[i]&flagReplied != 0 {
+			c.replied = true
+		}
+		switch res.Kind {
+		case capsule.Final, capsule.Deny:
+			c.anyOK = true
+			if stop == nil {
+				stop = res
+			}
+		case capsule.Continue:
+			c.anyOK = true
+			if res.Data != nil {
+				c.cur, c.modified = res.Data, true
+			}
+		case capsule.Errored:
+			c.r.log.Debug().Str("topic", c.msg.Topic).Str("capsule", c.levels[level][i].capsule).Msg("interceptor error; chain continues")
+		}
+	}
+	if stop != nil {
+		c.finish(*stop)
+		return
+	}
+	if level+1 < len(c.levels) {
+		c.start(level + 1)
+		return
+	}
+	if !c.anyOK {
+		// Every handler failed: tell a requester instead of letting it time out.
+		var detail []byte
+		for _, r := range results {
+			if r.Kind == capsule.Errored {
+				detail = r.Data
+			}
+		}
+		c.finish(capsule.Result{Kind: capsule.Errored, Data: detail})
+		return
+	}
+	data, _ := c.payload(0)
+	c.finish(capsule.Result{Kind: capsule.Continue, Data: data})
+}
+
+// finish answers a requester, if there is one and no guest already did.
+func (c *chain) finish(res capsule.Result) {
+	if c.msg.Reply == "" || c.replied {
+		return
+	}
+	switch res.Kind {
+	case capsule.Final, capsule.Continue:
+		c.r.t.Respond(c.msg, res.Data, "", "")
+	case capsule.Deny:
+		c.r.t.Respond(c.msg, nil, "denied", string(res.Data))
+	case capsule.Errored:
+		c.r.t.Respond(c.msg, nil, "capsule-failed", string(res.Data))
+	}
+}

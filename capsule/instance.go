@@ -1,0 +1,474 @@
+package capsule
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/astrid-go/astrid/hoststate"
+)
+
+// FailureKind classifies why a guest call failed; the supervisor's decider
+// chooses its directive from it.
+type FailureKind uint8
+
+// Failure kinds.
+const (
+	// FailTrap is a wasm trap: unreachable (a Go panic), out-of-bounds
+	// access, stack overflow and the like.
+	FailTrap FailureKind = iota + 1
+	// FailDeadline is a call that ran past its deadline and was stopped.
+	FailDeadline
+	// FailMemory is a guest that tried to grow past its memory cap.
+	FailMemory
+	// FailExit is a guest that called proc_exit; see TrapError.ExitCode.
+	FailExit
+	// FailCancelled is a call stopped because the capsule is stopping.
+	FailCancelled
+	// FailHost is a failure of the host around the call (bad result
+	// framing, an instance that cannot be created).
+	FailHost
+)
+
+func (k FailureKind) String() string {
+	switch k {
+	case FailTrap:
+		return "trap"
+	case FailDeadline:
+		return "deadline"
+	case FailMemory:
+		return "memory-limit"
+	case FailExit:
+		return "exit"
+	case FailCancelled:
+		return "cancelled"
+	case FailHost:
+		return "host-error"
+	default:
+		return "unknown"
+	}
+}
+
+// TrapError reports a failed guest call. After any TrapError the instance
+// is closed: a Go guest's runtime is unusable after a trap even when wazero
+// has not closed the module (perf-baseline pitfall 7).
+type TrapError struct {
+	Capsule  string
+	Export   string
+	Kind     FailureKind
+	ExitCode uint32
+	Err      error
+	// Stderr holds the tail of what the guest wrote to stderr (a Go panic
+	// message and stack, for instance), for diagnosis.
+	Stderr string
+}
+
+func (e *TrapError) Error() string {
+	msg := fmt.Sprintf("capsule %s: %s: %s", e.Capsule, e.Export, e.Kind)
+	if e.Kind == FailExit {
+		msg += fmt.Sprintf(" (code %d)", e.ExitCode)
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *TrapError) Unwrap() error { return e.Err }
+
+// Normal reports whether the failure is a normal end: proc_exit(0).
+func (e *TrapError) Normal() bool { return e.Kind == FailExit && e.ExitCode == 0 }
+
+// ResultKind is the outcome of one interceptor call (docs/abi.md framing).
+type ResultKind uint8
+
+// Interceptor outcomes.
+const (
+	Continue ResultKind = iota
+	Final
+	Deny
+	Errored
+)
+
+func (k ResultKind) String() string {
+	return [...]string{"continue", "final", "deny", "error"}[k]
+}
+
+// Result is the decoded InterceptResult of one astrid_hook_trigger call.
+// Data is owned by the caller.
+type Result struct {
+	Kind ResultKind
+	// Data is the continue/final payload (nil means unchanged) or the deny
+	// reason / error message.
+	Data []byte
+}
+
+// DecodeResult parses the InterceptResult framing.
+func DecodeResult(b []byte) Result {
+	if len(b) == 0 {
+		return Result{Kind: Continue}
+	}
+	switch b[0] {
+	case 0x00:
+		if len(b) == 1 {
+			return Result{Kind: Continue}
+		}
+		return Result{Kind: Continue, Data: b[1:]}
+	case 0x01:
+		return Result{Kind: Final, Data: b[1:]}
+	case 0x02:
+		return Result{Kind: Deny, Data: b[1:]}
+	case 0x03:
+		return Result{Kind: Errored, Data: b[1:]}
+	default:
+		return Result{Kind: Continue, Data: b}
+	}
+}
+
+type instanceKey struct{}
+
+// InstanceConfig configures one instance.
+type InstanceConfig struct {
+	// Logger receives guest stdout/stderr lines (source=guest).
+	Logger zerolog.Logger
+	// CallTimeout bounds each interceptor and hook call (0 = 30 s).
+	CallTimeout time.Duration
+}
+
+// Instance is one instantiated capsule module bound to its State.
+//
+// # Concurrency
+//
+// Not goroutine-safe: the owning capsule actor is its only caller (wasm
+// instances must never be called concurrently). Close and Dead may be
+// called from any goroutine.
+type Instance struct {
+	module  *Module
+	mod     api.Module
+	state   *hoststate.State
+	ctx     context.Context // carries the Instance for host functions
+	timeout time.Duration
+	stderr  *guestWriter
+	stdout  *guestWriter
+
+	buffer, hook, run, install, upgrade api.Function
+	bufPtr, bufCap                      uint32
+	stack                               [4]uint64
+
+	dead atomic.Bool
+}
+
+// Instantiate creates an instance bound to st and runs _initialize. The
+// State's context is the incarnation context: cancelling it stops any call
+// in progress.
+func (m *Module) Instantiate(st *hoststate.State, cfg InstanceConfig) (*Instance, error) {
+	in := &Instance{module: m, state: st, timeout: cfg.CallTimeout}
+	if in.timeout <= 0 {
+		in.timeout = 30 * time.Second
+	}
+	in.ctx = context.WithValue(st.Context(), instanceKey{}, in)
+	in.stdout = newGuestWriter(cfg.Logger, "stdout")
+	in.stderr = newGuestWriter(cfg.Logger, "stderr")
+	mc := wazero.NewModuleConfig().
+		WithName("").
+		WithStdout(in.stdout).
+		WithStderr(in.stderr).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithSysNanosleep().
+		WithRandSource(rand.Reader).
+		WithStartFunctions()
+	ictx, cancel := context.WithTimeout(in.ctx, in.timeout)
+	defer cancel()
+	mod, err := m.class.rt.InstantiateModule(ictx, m.code, mc)
+	if err != nil {
+		return nil, in.classify("instantiate", ictx, err)
+	}
+	in.mod = mod
+	if m.exports.Initialize {
+		if _, err := mod.ExportedFunction("_initialize").Call(ictx); err != nil {
+			_ = mod.Close(context.Background())
+			return nil, in.classify("_initialize", ictx, err)
+		}
+	}
+	in.buffer = mod.ExportedFunction("astrid_buffer")
+	if m.exports.HookTrigger {
+		in.hook = mod.ExportedFunction("astrid_hook_trigger")
+	}
+	if m.exports.Run {
+		in.run = mod.ExportedFunction("run")
+	}
+	if m.exports.Install {
+		in.install = mod.ExportedFunction("astrid_install")
+	}
+	if m.exports.Upgrade {
+		in.upgrade = mod.ExportedFunction("astrid_upgrade")
+	}
+	return in, nil
+}
+
+// State returns the instance's host state.
+func (in *Instance) State() *hoststate.State { return in.state }
+
+// Module returns the compiled module the instance came from.
+func (in *Instance) Module() *Module { return in.module }
+
+// Dead reports whether the instance has failed or been closed.
+func (in *Instance) Dead() bool { return in.dead.Load() }
+
+// Close closes the instance; safe to call more than once and from any
+// goroutine (a call in progress then fails with FailCancelled).
+func (in *Instance) Close() {
+	if in.dead.Swap(true) {
+		return
+	}
+	if in.mod != nil {
+		_ = in.mod.Close(context.Background())
+	}
+}
+
+func (in *Instance) classify(export string, ctx context.Context, err error) error {
+	in.dead.Store(true)
+	if in.mod != nil {
+		_ = in.mod.Close(context.Background())
+	}
+	te := &TrapError{Capsule: in.state.CapsuleID(), Export: export, Err: err, Stderr: in.stderr.Tail()}
+	var exit *sys.ExitError
+	switch {
+	case errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded:
+		te.Kind = FailDeadline
+	case errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeContextCanceled:
+		te.Kind = FailCancelled
+	case ctx.Err() == context.DeadlineExceeded && in.state.Context().Err() == nil:
+		te.Kind = FailDeadline
+	case in.state.Context().Err() != nil:
+		te.Kind = FailCancelled
+	case outOfMemory(te.Stderr, err):
+		te.Kind = FailMemory
+	case errors.As(err, &exit):
+		te.Kind = FailExit
+		te.ExitCode = exit.ExitCode()
+	default:
+		te.Kind = FailTrap
+	}
+	return te
+}
+
+func outOfMemory(stderr string, err error) bool {
+	return strings.Contains(stderr, "out of memory") ||
+		strings.Contains(err.Error(), "growMemory") ||
+		strings.Contains(stderr, "cannot allocate memory")
+}
+
+func (in *Instance) callCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(in.ctx, in.timeout)
+}
+
+// ensureBuffer makes the guest exchange buffer at least n bytes.
+func (in *Instance) ensureBuffer(ctx context.Context, n uint32) error {
+	if n <= in.bufCap && in.bufPtr != 0 {
+		return nil
+	}
+	if in.buffer == nil {
+		return &TrapError{Capsule: in.state.CapsuleID(), Export: "astrid_buffer", Kind: FailHost,
+			Err: errors.New("guest has no astrid_buffer export")}
+	}
+	size := max(n, 4096)
+	in.stack[0] = uint64(size)
+	if err := in.buffer.CallWithStack(ctx, in.stack[:]); err != nil {
+		return in.classify("astrid_buffer", ctx, err)
+	}
+	ptr := uint32(in.stack[0])
+	if ptr == 0 || uint64(ptr)+uint64(size) > uint64(in.mod.Memory().Size()) {
+		in.Close()
+		return &TrapError{Capsule: in.state.CapsuleID(), Export: "astrid_buffer", Kind: FailHost,
+			Err: fmt.Errorf("guest returned buffer %#x of %d bytes outside its memory", ptr, size)}
+	}
+	in.bufPtr, in.bufCap = ptr, size
+	return nil
+}
+
+// Invoke calls astrid_hook_trigger with action and payload under the
+// invocation context of msg and returns the decoded result. Any error is a
+// *TrapError and leaves the instance closed.
+func (in *Instance) Invoke(action string, payload []byte) (Result, error) {
+	if in.dead.Load() {
+		return Result{}, ErrClosed
+	}
+	if in.hook == nil {
+		return Result{}, &TrapError{Capsule: in.state.CapsuleID(), Export: "astrid_hook_trigger", Kind: FailHost,
+			Err: errors.New("capsule has no interceptor export")}
+	}
+	ctx, cancel := in.callCtx()
+	defer cancel()
+	n := len(action) + len(payload)
+	if uint64(n) > 1<<31 {
+		return Result{}, &TrapError{Capsule: in.state.CapsuleID(), Export: "astrid_hook_trigger", Kind: FailHost,
+			Err: errors.New("payload too large")}
+	}
+	if err := in.ensureBuffer(ctx, uint32(n)); err != nil {
+		return Result{}, err
+	}
+	mem := in.mod.Memory()
+	if !mem.WriteString(in.bufPtr, action) || !mem.Write(in.bufPtr+uint32(len(action)), payload) {
+		in.Close()
+		return Result{}, &TrapError{Capsule: in.state.CapsuleID(), Export: "astrid_hook_trigger", Kind: FailHost,
+			Err: errors.New("exchange buffer outside guest memory")}
+	}
+	in.stack[0] = uint64(in.bufPtr)
+	in.stack[1] = uint64(len(action))
+	in.stack[2] = uint64(in.bufPtr + uint32(len(action)))
+	in.stack[3] = uint64(len(payload))
+	if err := in.hook.CallWithStack(ctx, in.stack[:]); err != nil {
+		return Result{}, in.classify("astrid_hook_trigger", ctx, err)
+	}
+	packed := in.stack[0]
+	rptr, rlen := uint32(packed>>32), uint32(packed)
+	if rlen == 0 {
+		return Result{Kind: Continue}, nil
+	}
+	view, ok := mem.Read(rptr, rlen)
+	if !ok {
+		in.Close()
+		return Result{}, &TrapError{Capsule: in.state.CapsuleID(), Export: "astrid_hook_trigger", Kind: FailHost,
+			Err: fmt.Errorf("result %#x+%d outside guest memory", rptr, rlen)}
+	}
+	return DecodeResult(bytes.Clone(view)), nil
+}
+
+// Run calls the run export and blocks until it returns. A run export that
+// returns without error is a normal end of the incarnation.
+func (in *Instance) Run() error {
+	if in.run == nil {
+		return &TrapError{Capsule: in.state.CapsuleID(), Export: "run", Kind: FailHost, Err: errors.New("capsule has no run export")}
+	}
+	if _, err := in.run.Call(in.ctx); err != nil {
+		return in.classify("run", in.ctx, err)
+	}
+	return nil
+}
+
+// HasRun reports whether the instance is a run-loop capsule.
+func (in *Instance) HasRun() bool { return in.run != nil }
+
+// HookError is a lifecycle hook that reported failure (HookResult 0x03).
+type HookError struct {
+	Capsule, Hook, Message string
+}
+
+func (e *HookError) Error() string {
+	return fmt.Sprintf("capsule %s: %s hook failed: %s", e.Capsule, e.Hook, e.Message)
+}
+
+// Install runs the install hook if the module has one.
+func (in *Instance) Install(timeout time.Duration) error {
+	if in.install == nil {
+		return nil
+	}
+	return in.lifecycle("astrid_install", in.install, timeout)
+}
+
+// Upgrade runs the upgrade hook with the previous version, if present.
+func (in *Instance) Upgrade(prev string, timeout time.Duration) error {
+	if in.upgrade == nil {
+		return nil
+	}
+	return in.lifecycle("astrid_upgrade", in.upgrade, timeout, prev)
+}
+
+func (in *Instance) lifecycle(name string, fn api.Function, timeout time.Duration, arg ...string) error {
+	ctx, cancel := context.WithTimeout(in.ctx, timeout)
+	defer cancel()
+	var params []uint64
+	if len(arg) == 1 {
+		if err := in.ensureBuffer(ctx, uint32(len(arg[0]))); err != nil {
+			return err
+		}
+		in.mod.Memory().WriteString(in.bufPtr, arg[0])
+		params = []uint64{uint64(in.bufPtr), uint64(len(arg[0]))}
+	}
+	res, err := fn.Call(ctx, params...)
+	if err != nil {
+		return in.classify(name, ctx, err)
+	}
+	rptr, rlen := uint32(res[0]>>32), uint32(res[0])
+	if rlen == 0 {
+		return nil
+	}
+	view, ok := in.mod.Memory().Read(rptr, rlen)
+	if !ok {
+		return &HookError{Capsule: in.state.CapsuleID(), Hook: name, Message: "result outside guest memory"}
+	}
+	if view[0] == 0x03 {
+		return &HookError{Capsule: in.state.CapsuleID(), Hook: name, Message: string(view[1:])}
+	}
+	return nil
+}
+
+// guestWriter sends guest stdout/stderr to the capsule logger line by line
+// and keeps the last few KiB for failure diagnosis.
+//
+// # Concurrency
+//
+// Written only by the goroutine executing the guest; Tail is read by the
+// same goroutine after a failed call.
+type guestWriter struct {
+	log    zerolog.Logger
+	stream string
+	line   []byte
+	tail   []byte
+}
+
+const tailBytes = 4096
+
+func newGuestWriter(log zerolog.Logger, stream string) *guestWriter {
+	return &guestWriter{log: log, stream: stream}
+}
+
+func (w *guestWriter) Write(p []byte) (int, error) {
+	w.tail = append(w.tail, p...)
+	if len(w.tail) > 2*tailBytes {
+		w.tail = append(w.tail[:0], w.tail[len(w.tail)-tailBytes:]...)
+	}
+	w.line = append(w.line, p...)
+	for {
+		i := bytes.IndexByte(w.line, '\n')
+		if i < 0 {
+			break
+		}
+		w.emit(w.line[:i])
+		w.line = w.line[i+1:]
+	}
+	if len(w.line) > 16<<10 {
+		w.emit(w.line)
+		w.line = w.line[:0]
+	}
+	return len(p), nil
+}
+
+func (w *guestWriter) emit(line []byte) {
+	ev := w.log.Info()
+	if w.stream == "stderr" {
+		ev = w.log.Warn()
+	}
+	ev.Str("source", "guest").Str("stream", w.stream).Msg(string(line))
+}
+
+// Tail returns the last bytes written.
+func (w *guestWriter) Tail() string {
+	t := w.tail
+	if len(t) > tailBytes {
+		t = t[len(t)-tailBytes:]
+	}
+	return string(t)
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/astrid-go/astrid/supervisor"
+)
+
+func runCmd(g *globals) *cobra.Command {
+	var cfg supervisor.Config
+	var drain time.Duration
+	cmd := &cobra.Command{
+		Use:   "run [flags] CAPSULE_DIR...",
+		Short: "Run a node supervising the capsules in the given directories",
+		Long: `run starts an astrid node: it starts an embedded NATS server with JetStream
+(data under --data) listening on 127.0.0.1:4222, or joins an existing NATS
+server with --nats, loads every capsule found under the given paths (a
+capsule dir holding Capsule.toml and its .wasm, or a dir of such dirs), and
+supervises them until SIGINT or SIGTERM. A first signal drains the capsules in
+reverse boot order within --drain; a second signal exits at once.`,
+		Example: `  astrid run examples
+  astrid run --log-format=console --data /var/lib/astrid examples/echo examples/counter
+  astrid run --nats nats://10.0.0.5:4222 ./capsules`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return usageError{err}
+			}
+			cfg.Logger = log
+			ctx := cmd.Context()
+			node, err := supervisor.Start(ctx, cfg)
+			if err != nil {
+				return &exitError{code: ExitFailure, err: err}
+			}
+			log.Info().Str("nats", node.ClientURL()).Str("data", cfg.DataDir).Msg("node started")
+			rep, err := node.Load(ctx, args...)
+			if err != nil {
+				_ = node.Shutdown(context.Background())
+				return &exitError{code: ExitFailure, err: err}
+			}
+			for f, e := range rep.Failed {
+				log.Error().Str("capsule", f).Err(e).Msg("capsule failed to load")
+			}
+			log.Info().Strs("capsules", rep.Loaded).Strs("not_ready", rep.NotReady).Msg("capsules loaded")
+			if len(rep.Loaded) == 0 {
+				_ = node.Shutdown(context.Background())
+				return &exitError{code: ExitFailure, err: errNoCapsules}
+			}
+			<-ctx.Done()
+			log.Info().Dur("drain", drain).Msg("shutting down; a second signal exits at once")
+			second := make(chan os.Signal, 1)
+			signal.Notify(second, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(second)
+			go func() {
+				<-second
+				log.Warn().Msg("second signal: exiting now")
+				os.Exit(ExitFailure)
+			}()
+			sctx, cancel := context.WithTimeout(context.Background(), drain)
+			defer cancel()
+			if err := node.Shutdown(sctx); err != nil {
+				return &exitError{code: ExitFailure, err: err}
+			}
+			log.Info().Msg("node stopped")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data", "astrid-data", "data directory (JetStream store, compilation cache, node key)")
+	f.StringVar(&cfg.NATSURL, "nats", "", "connect to this NATS server or cluster instead of starting an embedded one")
+	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", `embedded NATS client address ("none" for in-process only)`)
+	f.StringVar(&cfg.NodeID, "node-id", "", "node id used in events (default node-<hostname>)")
+	f.StringVar(&cfg.Owner, "owner", "default", "principal the capsules are loaded for")
+	f.IntVar(&cfg.KVReplicas, "kv-replicas", 1, "JetStream KV replica count")
+	f.DurationVar(&drain, "drain", 10*time.Second, "how long shutdown may take before giving up")
+	cmd.MarkFlagsMutuallyExclusive("nats", "nats-listen")
+	return cmd
+}

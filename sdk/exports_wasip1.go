@@ -1,0 +1,53 @@
+//go:build wasip1
+
+package sdk
+
+import "unsafe"
+
+// Guest exports of host ABI v1 (docs/abi.md, "Guest exports"). The logic is
+// in registry.go, which builds and is tested on every platform; this file
+// only converts between guest addresses and slices.
+
+// addr returns the guest linear-memory address of b's first byte.
+func addr(b []byte) uint32 {
+	return uint32(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
+}
+
+// pack returns the (ptr << 32) | len form of a guest-owned result; 0 for an
+// empty one.
+func pack(b []byte) uint64 {
+	if len(b) == 0 {
+		return 0
+	}
+	return uint64(addr(b))<<32 | uint64(len(b))
+}
+
+// exchangeArg resolves a (ptr, len) argument that the host wrote into the
+// exchange buffer. A range outside it is a host bug: trap loudly.
+func exchangeArg(ptr, n uint32) []byte {
+	b, ok := exchangeRange(addr(exch), ptr, n)
+	if !ok {
+		panic("sdk: host passed a range outside the exchange buffer")
+	}
+	return b
+}
+
+//go:wasmexport astrid_buffer
+func astridBuffer(size uint32) uint32 {
+	return addr(exchangeBuffer(size))
+}
+
+//go:wasmexport astrid_hook_trigger
+func astridHookTrigger(actionPtr, actionLen, payloadPtr, payloadLen uint32) uint64 {
+	return pack(trigger(exchangeArg(actionPtr, actionLen), exchangeArg(payloadPtr, payloadLen)))
+}
+
+//go:wasmexport astrid_install
+func astridInstall() uint64 {
+	return pack(install())
+}
+
+//go:wasmexport astrid_upgrade
+func astridUpgrade(prevPtr, prevLen uint32) uint64 {
+	return pack(upgrade(string(exchangeArg(prevPtr, prevLen))))
+}

@@ -1,0 +1,6 @@
+//go:build wasip1
+
+package runloop
+
+//go:wasmexport run
+func run() { runMain() }

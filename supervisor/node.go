@@ -1,0 +1,348 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/astrid-go/astrid/actors"
+	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/capsule"
+	"github.com/astrid-go/astrid/manifests"
+)
+
+// Config configures a Node. The zero value runs an embedded NATS server on
+// bus.DefaultListen with data under ./astrid-data.
+type Config struct {
+	// DataDir holds JetStream data, the compilation cache and node state.
+	DataDir string
+	// NATSURL connects to an existing NATS server or cluster instead of
+	// starting an embedded one.
+	NATSURL string
+	// NATSListen is the embedded server's client address ("" = default,
+	// "none" = in-process only).
+	NATSListen string
+	// NodeID names the node in events; default "node-<hostname>".
+	NodeID string
+	// Owner is the principal capsules are loaded for ("default").
+	Owner string
+	// Logger is the node's root logger.
+	Logger zerolog.Logger
+	// KVReplicas is the JetStream KV replica count (1 by default).
+	KVReplicas int
+}
+
+// Node is one astrid node: the NATS connection (and embedded server), the
+// wasm engine, the actor system with the supervisor and one actor per
+// capsule, and the interceptor router.
+//
+// # Concurrency
+//
+// Start, Load and Shutdown are called by one goroutine (cmd/astrid);
+// Capsules is safe from any goroutine.
+type Node struct {
+	cfg    Config
+	id     string
+	log    zerolog.Logger
+	server *bus.Server
+	conn   *bus.Conn
+	kv     *bus.KV
+	engine *capsule.Engine
+	system *actor.ActorSystem
+	t      *actors.Transport
+	router *actors.Router
+	sup    *actor.PID
+	order  []string // boot order, for reverse shutdown
+}
+
+// Start brings up NATS, the engine and the supervisor. No capsule is
+// loaded yet.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = "astrid-data"
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("supervisor: data dir: %w", err)
+	}
+	if cfg.NodeID == "" {
+		h, _ := os.Hostname()
+		cfg.NodeID = "node-" + sanitize(h)
+	}
+	n := &Node{cfg: cfg, id: cfg.NodeID, log: cfg.Logger.With().Str("node", cfg.NodeID).Logger()}
+	ok := false
+	defer func() {
+		if !ok {
+			n.closeInfra()
+		}
+	}()
+	key, err := nodeKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	stamper, err := bus.NewStamper(key, cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.NATSURL == "" {
+		listen := cfg.NATSListen
+		switch listen {
+		case "":
+			listen = bus.DefaultListen
+		case "none":
+			listen = ""
+		}
+		n.server, err = bus.StartServer(bus.ServerConfig{
+			DataDir: cfg.DataDir, Listen: listen, ServerName: cfg.NodeID, JetStream: true,
+		}, n.log.With().Str("component", "nats").Logger())
+		if err != nil {
+			return nil, err
+		}
+		n.conn, err = bus.ConnectInProcess(n.server, "astrid-"+cfg.NodeID, n.log, bus.WithStamper(stamper))
+	} else {
+		n.conn, err = bus.Connect(ctx, cfg.NATSURL, "astrid-"+cfg.NodeID, n.log, bus.WithStamper(stamper))
+	}
+	if err != nil {
+		return nil, err
+	}
+	n.kv, err = bus.OpenKV(ctx, n.conn, bus.KVConfig{Replicas: cfg.KVReplicas})
+	if err != nil {
+		return nil, err
+	}
+	n.t = actors.NewTransport(n.conn)
+	n.engine, err = capsule.NewEngine(capsule.EngineConfig{
+		CacheDir: filepath.Join(cfg.DataDir, "cache", "wazero"),
+		Logger:   n.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.system = actor.NewActorSystem(actor.WithLoggerFactory(actors.SlogBridge(n.log)))
+	n.router = actors.NewRouter(n.t, n.system.Root, n.log)
+	sa := &supervisorActor{node: n, log: n.log.With().Str("component", "supervisor").Logger(),
+		capsules: map[string]*child{}, byPID: map[string]*child{}}
+	n.sup, err = n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sa }), "supervisor")
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: spawn: %w", err)
+	}
+	ok = true
+	return n, nil
+}
+
+// ID returns the node id.
+func (n *Node) ID() string { return n.id }
+
+// ClientURL returns the NATS URL outside tools should use.
+func (n *Node) ClientURL() string {
+	if n.server != nil {
+		return n.server.ClientURL()
+	}
+	return n.cfg.NATSURL
+}
+
+// Conn returns the node's NATS connection.
+func (n *Node) Conn() *bus.Conn { return n.conn }
+
+// Engine returns the node's wasm engine.
+func (n *Node) Engine() *capsule.Engine { return n.engine }
+
+func (n *Node) publishEvent(topic string, body []byte) {
+	if err := n.t.Publish(&bus.Message{Topic: topic, Payload: body, Attribution: bus.System, Origin: bus.OriginSystem}); err != nil {
+		n.log.Debug().Err(err).Str("topic", topic).Msg("event not published")
+	}
+}
+
+// LoadReport says what Load did.
+type LoadReport struct {
+	Loaded   []string
+	Failed   map[string]error
+	NotReady []string
+}
+
+// Load discovers capsules under paths (a Capsule.toml, a capsule dir or a
+// dir of capsule dirs), compiles and starts them, and waits up to each
+// capsule's readiness timeout for them to be ready. A capsule that fails
+// to load is reported and skipped; the others still start.
+func (n *Node) Load(ctx context.Context, paths ...string) (*LoadReport, error) {
+	rep := &LoadReport{Failed: map[string]error{}}
+	var files []string
+	for _, p := range paths {
+		found, err := manifests.Discover(p)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, found...)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("supervisor: no Capsule.toml under %s", strings.Join(paths, ", "))
+	}
+	seen := map[string]string{}
+	type pending struct {
+		id    string
+		ready chan struct{}
+		wait  time.Duration
+	}
+	var waits []pending
+	for _, f := range files {
+		m, diags, err := manifests.Load(f)
+		for _, d := range diags {
+			n.log.Warn().Str("manifest", f).Msg(d.String())
+		}
+		if err != nil {
+			rep.Failed[f] = err
+			continue
+		}
+		id := m.ID()
+		if prev, dup := seen[id]; dup {
+			n.log.Warn().Str("capsule", id).Str("first", prev).Str("skipped", f).Msg("duplicate capsule id; first wins")
+			continue
+		}
+		seen[id] = f
+		mod, err := n.compile(ctx, f, m)
+		if err != nil {
+			rep.Failed[id] = err
+			n.log.Error().Err(err).Str("capsule", id).Msg("capsule not loaded")
+			continue
+		}
+		ready := make(chan struct{})
+		n.system.Root.Send(n.sup, &spawn{cfg: actors.CapsuleConfig{
+			Manifest: m, Module: mod, Transport: n.t, KV: n.kv, Router: n.router,
+			Logger: n.log, Owner: n.cfg.Owner, Env: defaultEnv(m),
+		}, ready: ready})
+		n.order = append(n.order, id)
+		waits = append(waits, pending{id: id, ready: ready, wait: m.Supervision.ReadinessTimeout})
+		rep.Loaded = append(rep.Loaded, id)
+	}
+	for _, w := range waits {
+		t := time.NewTimer(w.wait)
+		select {
+		case <-w.ready:
+		case <-t.C:
+			rep.NotReady = append(rep.NotReady, w.id)
+			n.log.Warn().Str("capsule", w.id).Dur("timeout", w.wait).Msg("capsule not ready within its readiness timeout")
+		case <-ctx.Done():
+			t.Stop()
+			return rep, ctx.Err()
+		}
+		t.Stop()
+	}
+	return rep, nil
+}
+
+func (n *Node) compile(ctx context.Context, file string, m *manifests.Manifest) (*capsule.Module, error) {
+	if len(m.Components) == 0 {
+		return nil, fmt.Errorf("capsule %s: no [[component]] with a wasm file", m.ID())
+	}
+	wasmPath := filepath.Join(filepath.Dir(file), m.Components[0].File)
+	wasm, err := os.ReadFile(wasmPath)
+	if err != nil {
+		return nil, fmt.Errorf("capsule %s: %w (build it with `make examples`)", m.ID(), err)
+	}
+	start := time.Now()
+	mod, err := n.engine.Compile(ctx, wasm, m.Limits.MemoryPages)
+	if err != nil {
+		return nil, fmt.Errorf("capsule %s: %w", m.ID(), err)
+	}
+	n.log.Debug().Str("capsule", m.ID()).Str("wasm_hash", mod.Hash()[:12]).Dur("elapsed", time.Since(start)).Msg("compiled")
+	return mod, nil
+}
+
+// defaultEnv resolves [env] defaults of non-secret keys to strings.
+func defaultEnv(m *manifests.Manifest) map[string]string {
+	env := map[string]string{}
+	for _, e := range m.Env {
+		if e.Type == "secret" || e.Default == nil {
+			continue
+		}
+		switch v := e.Default.(type) {
+		case string:
+			env[e.Name] = v
+		default:
+			env[e.Name] = fmt.Sprint(v)
+		}
+	}
+	return env
+}
+
+// Capsules lists the capsules and their states.
+func (n *Node) Capsules(timeout time.Duration) ([]CapsuleInfo, error) {
+	res, err := n.system.Root.RequestFuture(n.sup, &list{}, timeout).Result()
+	if err != nil {
+		return nil, err
+	}
+	out, _ := res.([]CapsuleInfo)
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Shutdown stops the capsules in reverse boot order, each cancelled and
+// waited for within ctx, then closes the engine, NATS and the server.
+func (n *Node) Shutdown(ctx context.Context) error {
+	var errs []error
+	for i := len(n.order) - 1; i >= 0; i-- {
+		pid := n.system.NewLocalPID("supervisor/capsule-" + n.order[i])
+		if err := n.system.Root.StopFuture(pid).Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", n.order[i], err))
+		}
+		if ctx.Err() != nil {
+			errs = append(errs, ctx.Err())
+			break
+		}
+	}
+	n.router.Close()
+	_ = n.system.Root.StopFuture(n.sup).Wait()
+	n.system.Shutdown()
+	errs = append(errs, n.closeInfra())
+	return errors.Join(errs...)
+}
+
+func (n *Node) closeInfra() error {
+	var errs []error
+	if n.engine != nil {
+		errs = append(errs, n.engine.Close(context.Background()))
+	}
+	if n.conn != nil {
+		n.conn.Close()
+	}
+	if n.server != nil {
+		n.server.Shutdown()
+	}
+	return errors.Join(errs...)
+}
+
+func sanitize(s string) string {
+	b := []byte(strings.ToLower(s))
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			b[i] = '-'
+		}
+	}
+	if len(b) == 0 {
+		return "local"
+	}
+	return string(b)
+}
+
+// nodeKey loads (or creates, 0600) the key that signs this node's message
+// envelopes, so messages stamped before a restart still verify.
+func nodeKey(dir string) ([]byte, error) {
+	p := filepath.Join(dir, "node.key")
+	if b, err := os.ReadFile(p); err == nil && len(b) >= bus.MinKeyBytes {
+		return b, nil
+	}
+	key, err := bus.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(p, key, 0o600); err != nil {
+		return nil, fmt.Errorf("supervisor: node key: %w", err)
+	}
+	return key, nil
+}
