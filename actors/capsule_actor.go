@@ -62,6 +62,8 @@ type CapsuleActor struct {
 	state   *hoststate.State
 	runDone chan struct{}
 	status  string
+	// quarantined holds the reason while the capsule is quarantined.
+	quarantined string
 }
 
 var _ actor.Actor = (*CapsuleActor)(nil)
@@ -94,10 +96,12 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 		a.self = ctx.Self()
 		a.parent = ctx.Parent()
 		a.ctx, a.cancel = context.WithCancel(context.Background())
-		a.incarnate(ctx)
+		// Bind first: messages that arrive before the instance exists wait
+		// in the mailbox, and readiness then implies routability.
 		if a.cfg.Router != nil {
 			a.cfg.Router.Add(a.id, a.self, a.bindings)
 		}
+		a.incarnate(ctx)
 	case *Invoke:
 		a.invoke(ctx, m)
 	case *Deliver:
@@ -110,9 +114,12 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 			ctx.Send(a.parent, &CapsuleReady{ID: a.id, Incarnation: a.inc})
 		}
 	case *Restart:
+		a.quarantined = ""
 		if a.inst == nil || a.inst.Dead() {
 			a.incarnate(ctx)
 		}
+	case *Quarantine:
+		a.quarantine(m.Reason)
 	case *Status:
 		ctx.Respond(&StatusReport{
 			ID: a.id, Version: a.cfg.Manifest.Package.VersionRaw, State: a.status,
@@ -195,6 +202,11 @@ func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
 	if m.chain != nil {
 		payload, modified = m.chain.payload(m.level)
 	}
+	if a.quarantined != "" {
+		m.chain.complete(m.level, m.index, capsule.Result{Kind: capsule.Errored, Code: "quarantined",
+			Data: []byte("capsule " + a.id + " is quarantined: " + a.quarantined)}, false)
+		return
+	}
 	if a.cfg.Module.Exports().Run {
 		// Never enter an instance whose run export is executing: deliver
 		// through recv, tagged with the action. The run loop answers a
@@ -213,7 +225,8 @@ func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
 		a.incarnate(ctx)
 	}
 	if a.inst == nil {
-		m.chain.complete(m.level, m.index, capsule.Result{Kind: capsule.Errored, Data: []byte("capsule " + a.id + " is not running")}, false)
+		m.chain.complete(m.level, m.index, capsule.Result{Kind: capsule.Errored, Code: "capsule-failed",
+			Data: []byte("capsule " + a.id + " is not running")}, false)
 		return
 	}
 	st := a.state
@@ -223,8 +236,11 @@ func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
 	st.EndInvocation()
 	if err != nil {
 		a.failed(ctx, err, m.Msg)
-		res = capsule.Result{Kind: capsule.Errored, Data: []byte(failureText(a.id, err))}
-		// The next message gets a fresh instance right away.
+		res = capsule.Result{Kind: capsule.Errored, Code: "capsule-failed", Data: []byte(failureText(a.id, err))}
+		// The next message gets a fresh instance right away, unless the
+		// supervisor quarantines the capsule first (it answers before the
+		// next message is processed only if it is quicker; either way the
+		// new instance is closed by Quarantine).
 		a.incarnate(ctx)
 	}
 	if res.Kind == capsule.Errored && err == nil {
@@ -266,16 +282,20 @@ func (a *CapsuleActor) runEnded(ctx actor.Context, m *runEnded) {
 	ctx.Send(a.parent, &CapsuleFailed{ID: a.id, Incarnation: m.incarnation, Err: err, At: time.Now()})
 }
 
-// stop ends the incarnation: cancels every blocking host call, waits for
-// the run goroutine, closes the instance and leaves the router.
-func (a *CapsuleActor) stop() {
-	if a.cfg.Router != nil {
-		a.cfg.Router.Remove(a.id)
+// quarantine ends the current incarnation and keeps the actor answering
+// with typed errors.
+func (a *CapsuleActor) quarantine(reason string) {
+	a.quarantined = reason
+	a.status = "quarantined"
+	a.endIncarnation()
+}
+
+// endIncarnation cancels and closes the current incarnation, if any.
+func (a *CapsuleActor) endIncarnation() {
+	if a.state != nil {
+		a.state.Cancel(errors.New("incarnation ended"))
+		a.state.CloseSubscriptions()
 	}
-	if a.cancel != nil {
-		a.cancel()
-	}
-	a.inbox.Close()
 	if a.runDone != nil {
 		select {
 		case <-a.runDone:
@@ -286,8 +306,19 @@ func (a *CapsuleActor) stop() {
 	if a.inst != nil {
 		a.inst.Close()
 	}
-	if a.state != nil {
-		a.state.CloseSubscriptions()
+	a.inst, a.state = nil, nil
+}
+
+// stop ends the incarnation: cancels every blocking host call, waits for
+// the run goroutine, closes the instance and leaves the router.
+func (a *CapsuleActor) stop() {
+	if a.cfg.Router != nil {
+		a.cfg.Router.Remove(a.id)
 	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.inbox.Close()
+	a.endIncarnation()
 	a.status = "stopped"
 }

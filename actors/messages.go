@@ -76,6 +76,13 @@ func (e *CapsuleFailed) Kind() capsule.FailureKind {
 	return capsule.FailHost
 }
 
+// Quarantine tells the actor its capsule exceeded its restart intensity:
+// it closes its instance, keeps its bindings and answers every request with
+// a typed "quarantined" error until it is restarted by an operator.
+type Quarantine struct {
+	Reason string
+}
+
 // Restart asks the actor to start a new incarnation (sent by the supervisor
 // after its backoff).
 type Restart struct{}

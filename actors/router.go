@@ -81,6 +81,11 @@ func (r *Router) Add(id string, pid *actor.PID, bindings []hoststate.Binding) {
 		}
 		r.subs[pattern] = cancel
 	}
+	// The server must have the subscriptions before anyone is told the
+	// capsule is ready.
+	if err := r.t.Flush(); err != nil {
+		r.log.Warn().Err(err).Msg("flush after subscribe")
+	}
 }
 
 // Remove drops every binding of capsule id.
@@ -245,13 +250,13 @@ func (c *chain) finishLevel(level int, results []capsule.Result, flags []uint8) 
 	}
 	if !c.anyOK {
 		// Every handler failed: tell a requester instead of letting it time out.
-		var detail []byte
+		var last capsule.Result
 		for _, r := range results {
 			if r.Kind == capsule.Errored {
-				detail = r.Data
+				last = r
 			}
 		}
-		c.finish(capsule.Result{Kind: capsule.Errored, Data: detail})
+		c.finish(last)
 		return
 	}
 	data, _ := c.payload(0)
@@ -269,6 +274,10 @@ func (c *chain) finish(res capsule.Result) {
 	case capsule.Deny:
 		c.r.t.Respond(c.msg, nil, "denied", string(res.Data))
 	case capsule.Errored:
-		c.r.t.Respond(c.msg, nil, "capsule-failed", string(res.Data))
+		code := res.Code
+		if code == "" {
+			code = "handler-error"
+		}
+		c.r.t.Respond(c.msg, nil, code, string(res.Data))
 	}
 }

@@ -39,6 +39,10 @@ func (t *Transport) Subscribe(pattern string, deliver func(*bus.Message)) (func(
 	return t.conn.SubscribeMessages(t.conn.Subjects().Route(pattern), deliver)
 }
 
+// Flush waits until the server has processed everything sent so far
+// (subscriptions included).
+func (t *Transport) Flush() error { return t.conn.NATS().Flush() }
+
 // SubscribeStrict subscribes with the strict interceptor grammar.
 func (t *Transport) SubscribeStrict(pattern string, deliver func(*bus.Message)) (func(), error) {
 	return t.conn.SubscribeMessages(t.conn.Subjects().Strict(pattern), deliver)

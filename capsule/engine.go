@@ -187,7 +187,7 @@ func (e *Engine) Compile(ctx context.Context, wasm []byte, pages uint32) (*Modul
 	if err != nil {
 		return nil, fmt.Errorf("%w: compile: %v", ErrBadModule, err)
 	}
-	if err := checkImports(code); err != nil {
+	if err := checkImports(c.rt, code); err != nil {
 		_ = code.Close(ctx)
 		return nil, err
 	}
@@ -232,28 +232,42 @@ func equalTypes(a, b []api.ValueType) bool {
 	return true
 }
 
-// checkImports refuses modules importing anything but WASI preview1 and
-// the astrid_v1 functions with their exact signatures, so a bad capsule is
-// reported at load time with a clear reason instead of at instantiation.
-func checkImports(code wazero.CompiledModule) error {
+// checkImports refuses modules importing anything but functions of WASI
+// preview1 and astrid_v1 that the runtime really provides, with their exact
+// signatures, and modules without a "memory" export (every host function
+// reads and writes it), so a bad capsule is reported at load time with a
+// clear reason instead of at instantiation or at its first host call.
+func checkImports(rt wazero.Runtime, code wazero.CompiledModule) error {
 	var errs []error
+	provided := map[string]map[string]api.FunctionDefinition{}
+	for _, name := range []string{ModuleName, wasi_snapshot_preview1.ModuleName} {
+		if m := rt.Module(name); m != nil {
+			provided[name] = m.ExportedFunctionDefinitions()
+		}
+	}
 	for _, f := range code.ImportedFunctions() {
 		mod, name, _ := f.Import()
-		switch mod {
-		case wasi_snapshot_preview1.ModuleName:
-		case ModuleName:
-			sig, ok := hostSignatures[name]
-			if !ok {
-				errs = append(errs, fmt.Errorf("%w: imports unknown host function %s.%s", ErrBadModule, mod, name))
-				continue
-			}
-			if !equalTypes(f.ParamTypes(), sig.params) || !equalTypes(f.ResultTypes(), sig.results) {
-				errs = append(errs, fmt.Errorf("%w: host function %s.%s imported with the wrong signature", ErrBadModule, mod, name))
-			}
-		default:
+		fns, known := provided[mod]
+		if !known {
 			errs = append(errs, fmt.Errorf("%w: imports from unknown module %q (only %s and %s exist)",
 				ErrBadModule, mod, ModuleName, wasi_snapshot_preview1.ModuleName))
+			continue
 		}
+		def, ok := fns[name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%w: imports unknown host function %s.%s", ErrBadModule, mod, name))
+			continue
+		}
+		if !equalTypes(f.ParamTypes(), def.ParamTypes()) || !equalTypes(f.ResultTypes(), def.ResultTypes()) {
+			errs = append(errs, fmt.Errorf("%w: host function %s.%s imported with the wrong signature", ErrBadModule, mod, name))
+		}
+	}
+	for _, m := range code.ImportedMemories() {
+		mod, name, _ := m.Import()
+		errs = append(errs, fmt.Errorf("%w: imports memory %s.%s; a capsule must define its own", ErrBadModule, mod, name))
+	}
+	if _, ok := code.ExportedMemories()["memory"]; !ok {
+		errs = append(errs, fmt.Errorf("%w: does not export its linear memory as \"memory\"", ErrBadModule))
 	}
 	return errors.Join(errs...)
 }

@@ -104,6 +104,15 @@ func readString(mod api.Module, ptr, n uint64) (string, bool) {
 	return string(b), ok
 }
 
+// outOK reports whether the out buffer (outPtr, outCap) lies inside guest
+// memory. Functions that produce data check it before doing any work, so a
+// bad out pointer gives invalid-input whatever the result would have been.
+// Memory never shrinks, so the range stays valid for the whole host call.
+func outOK(mod api.Module, outPtr, outCap uint64) bool {
+	c := uint64(uint32(outCap))
+	return c == 0 || uint64(uint32(outPtr))+c <= uint64(mod.Memory().Size())
+}
+
 // out writes data to (outPtr, outCap) if it fits, else parks it in the
 // result slot; it returns the length either way (docs/abi.md).
 func out(in *Instance, mod api.Module, outPtr, outCap uint64, data []byte) int64 {
@@ -162,6 +171,9 @@ func hostUnsubscribe(_ context.Context, in *Instance, _ api.Module, s []uint64) 
 }
 
 func hostPoll(_ context.Context, in *Instance, mod api.Module, s []uint64) int64 {
+	if !outOK(mod, s[1], s[2]) {
+		return fail(in, errBadPointer)
+	}
 	d, err := in.state.Poll(s[0])
 	if err != nil {
 		return fail(in, err)
@@ -172,8 +184,14 @@ func hostPoll(_ context.Context, in *Instance, mod api.Module, s []uint64) int64
 	return out(in, mod, s[1], s[2], hoststate.EnvelopeJSON(d))
 }
 
-func hostRecv(_ context.Context, in *Instance, mod api.Module, s []uint64) int64 {
-	d, err := in.state.Recv(s[0], time.Duration(int64(s[1]))*time.Millisecond)
+func hostRecv(ctx context.Context, in *Instance, mod api.Module, s []uint64) int64 {
+	if !outOK(mod, s[2], s[3]) {
+		return fail(in, errBadPointer)
+	}
+	// Clamp in milliseconds: multiplying a huge timeout_ms by a millisecond
+	// would overflow time.Duration.
+	ms := min(max(int64(s[1]), 0), hoststate.MaxRecvTimeout.Milliseconds())
+	d, err := in.state.Recv(ctx, s[0], time.Duration(ms)*time.Millisecond)
 	if err != nil {
 		return fail(in, err)
 	}
@@ -181,6 +199,9 @@ func hostRecv(_ context.Context, in *Instance, mod api.Module, s []uint64) int64
 }
 
 func hostBindings(_ context.Context, in *Instance, mod api.Module, s []uint64) int64 {
+	if !outOK(mod, s[0], s[1]) {
+		return fail(in, errBadPointer)
+	}
 	b := in.state.Bindings()
 	if b == nil {
 		b = []hoststate.Binding{}
@@ -189,47 +210,47 @@ func hostBindings(_ context.Context, in *Instance, mod api.Module, s []uint64) i
 	return out(in, mod, s[0], s[1], data)
 }
 
-func hostKVGet(_ context.Context, in *Instance, mod api.Module, s []uint64) int64 {
+func hostKVGet(ctx context.Context, in *Instance, mod api.Module, s []uint64) int64 {
 	key, ok := readString(mod, s[0], s[1])
-	if !ok {
+	if !ok || !outOK(mod, s[2], s[3]) {
 		return fail(in, errBadPointer)
 	}
-	v, err := in.state.KVGet(key)
+	v, err := in.state.KVGet(ctx, key)
 	if err != nil {
 		return fail(in, err)
 	}
 	return out(in, mod, s[2], s[3], v)
 }
 
-func hostKVSet(_ context.Context, in *Instance, mod api.Module, s []uint64) int64 {
+func hostKVSet(ctx context.Context, in *Instance, mod api.Module, s []uint64) int64 {
 	key, ok1 := readString(mod, s[0], s[1])
 	val, ok2 := read(mod, s[2], s[3])
 	if !ok1 || !ok2 {
 		return fail(in, errBadPointer)
 	}
-	if err := in.state.KVSet(key, append([]byte(nil), val...)); err != nil {
+	if err := in.state.KVSet(ctx, key, append([]byte(nil), val...)); err != nil {
 		return fail(in, err)
 	}
 	return 0
 }
 
-func hostKVDelete(_ context.Context, in *Instance, mod api.Module, s []uint64) int64 {
+func hostKVDelete(ctx context.Context, in *Instance, mod api.Module, s []uint64) int64 {
 	key, ok := readString(mod, s[0], s[1])
 	if !ok {
 		return fail(in, errBadPointer)
 	}
-	if err := in.state.KVDelete(key); err != nil {
+	if err := in.state.KVDelete(ctx, key); err != nil {
 		return fail(in, err)
 	}
 	return 0
 }
 
-func hostKVList(_ context.Context, in *Instance, mod api.Module, s []uint64) int64 {
+func hostKVList(ctx context.Context, in *Instance, mod api.Module, s []uint64) int64 {
 	prefix, ok := readString(mod, s[0], s[1])
-	if !ok {
+	if !ok || !outOK(mod, s[2], s[3]) {
 		return fail(in, errBadPointer)
 	}
-	keys, err := in.state.KVListKeys(prefix)
+	keys, err := in.state.KVListKeys(ctx, prefix)
 	if err != nil {
 		return fail(in, err)
 	}
@@ -240,7 +261,7 @@ func hostKVList(_ context.Context, in *Instance, mod api.Module, s []uint64) int
 	return out(in, mod, s[2], s[3], data)
 }
 
-func hostKVCAS(_ context.Context, in *Instance, mod api.Module, s []uint64) int64 {
+func hostKVCAS(ctx context.Context, in *Instance, mod api.Module, s []uint64) int64 {
 	key, ok := readString(mod, s[0], s[1])
 	if !ok {
 		return fail(in, errBadPointer)
@@ -258,18 +279,18 @@ func hostKVCAS(_ context.Context, in *Instance, mod api.Module, s []uint64) int6
 	if !ok {
 		return fail(in, errBadPointer)
 	}
-	if err := in.state.KVCAS(key, expected, absent, append([]byte(nil), val...)); err != nil {
+	if err := in.state.KVCAS(ctx, key, expected, absent, append([]byte(nil), val...)); err != nil {
 		return fail(in, err)
 	}
 	return 0
 }
 
-func hostKVClear(_ context.Context, in *Instance, mod api.Module, s []uint64) int64 {
+func hostKVClear(ctx context.Context, in *Instance, mod api.Module, s []uint64) int64 {
 	prefix, ok := readString(mod, s[0], s[1])
 	if !ok {
 		return fail(in, errBadPointer)
 	}
-	n, err := in.state.KVClearPrefix(prefix)
+	n, err := in.state.KVClearPrefix(ctx, prefix)
 	if err != nil {
 		return fail(in, err)
 	}
@@ -288,7 +309,7 @@ func hostLog(_ context.Context, in *Instance, mod api.Module, s []uint64) int64 
 
 func hostGetConfig(_ context.Context, in *Instance, mod api.Module, s []uint64) int64 {
 	key, ok := readString(mod, s[0], s[1])
-	if !ok {
+	if !ok || !outOK(mod, s[2], s[3]) {
 		return fail(in, errBadPointer)
 	}
 	v, err := in.state.GetConfig(key)
@@ -299,6 +320,9 @@ func hostGetConfig(_ context.Context, in *Instance, mod api.Module, s []uint64) 
 }
 
 func hostGetCaller(_ context.Context, in *Instance, mod api.Module, s []uint64) int64 {
+	if !outOK(mod, s[0], s[1]) {
+		return fail(in, errBadPointer)
+	}
 	data, _ := json.Marshal(in.state.GetCaller())
 	return out(in, mod, s[0], s[1], data)
 }
@@ -307,8 +331,8 @@ func hostClockMs(_ context.Context, _ *Instance, _ api.Module, _ []uint64) int64
 	return time.Now().UnixMilli()
 }
 
-func hostSleep(_ context.Context, in *Instance, _ api.Module, s []uint64) int64 {
-	if err := in.state.Sleep(time.Duration(int64(s[0]))); err != nil {
+func hostSleep(ctx context.Context, in *Instance, _ api.Module, s []uint64) int64 {
+	if err := in.state.Sleep(ctx, time.Duration(int64(s[0]))); err != nil {
 		return fail(in, err)
 	}
 	return 0

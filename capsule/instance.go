@@ -101,7 +101,18 @@ const (
 )
 
 func (k ResultKind) String() string {
-	return [...]string{"continue", "final", "deny", "error"}[k]
+	switch k {
+	case Continue:
+		return "continue"
+	case Final:
+		return "final"
+	case Deny:
+		return "deny"
+	case Errored:
+		return "error"
+	default:
+		return fmt.Sprintf("result(%d)", uint8(k))
+	}
 }
 
 // Result is the decoded InterceptResult of one astrid_hook_trigger call.
@@ -111,6 +122,10 @@ type Result struct {
 	// Data is the continue/final payload (nil means unchanged) or the deny
 	// reason / error message.
 	Data []byte
+	// Code names a host-side failure for Errored results produced by the
+	// runtime rather than the guest (capsule-failed, quarantined,
+	// backpressure); empty otherwise.
+	Code string
 }
 
 // DecodeResult parses the InterceptResult framing.
@@ -233,7 +248,9 @@ func (in *Instance) Close() {
 		return
 	}
 	if in.mod != nil {
-		_ = in.mod.Close(context.Background())
+		// The exit code is what a call in progress reports; a plain Close
+		// (code 0) would read as a normal proc_exit(0).
+		_ = in.mod.CloseWithExitCode(context.Background(), sys.ExitCodeContextCanceled)
 	}
 }
 
@@ -253,7 +270,7 @@ func (in *Instance) classify(export string, ctx context.Context, err error) erro
 		te.Kind = FailDeadline
 	case in.state.Context().Err() != nil:
 		te.Kind = FailCancelled
-	case outOfMemory(te.Stderr, err):
+	case in.stderr.oom || outOfMemory(te.Stderr, err):
 		te.Kind = FailMemory
 	case errors.As(err, &exit):
 		te.Kind = FailExit
@@ -349,6 +366,9 @@ func (in *Instance) Invoke(action string, payload []byte) (Result, error) {
 // Run calls the run export and blocks until it returns. A run export that
 // returns without error is a normal end of the incarnation.
 func (in *Instance) Run() error {
+	if in.dead.Load() {
+		return ErrClosed
+	}
 	if in.run == nil {
 		return &TrapError{Capsule: in.state.CapsuleID(), Export: "run", Kind: FailHost, Err: errors.New("capsule has no run export")}
 	}
@@ -370,7 +390,13 @@ func (e *HookError) Error() string {
 	return fmt.Sprintf("capsule %s: %s hook failed: %s", e.Capsule, e.Hook, e.Message)
 }
 
-// Install runs the install hook if the module has one.
+// DefaultHookTimeout bounds a lifecycle hook when Install or Upgrade is
+// given no timeout (the reference's 10 minutes).
+const DefaultHookTimeout = 10 * time.Minute
+
+// Install runs the install hook if the module has one; timeout <= 0 means
+// DefaultHookTimeout. A failed call is a *TrapError (and closes the
+// instance); a hook reporting failure is a *HookError.
 func (in *Instance) Install(timeout time.Duration) error {
 	if in.install == nil {
 		return nil
@@ -378,7 +404,8 @@ func (in *Instance) Install(timeout time.Duration) error {
 	return in.lifecycle("astrid_install", in.install, timeout)
 }
 
-// Upgrade runs the upgrade hook with the previous version, if present.
+// Upgrade runs the upgrade hook with the previous version, if present;
+// errors and timeout as for Install.
 func (in *Instance) Upgrade(prev string, timeout time.Duration) error {
 	if in.upgrade == nil {
 		return nil
@@ -387,6 +414,12 @@ func (in *Instance) Upgrade(prev string, timeout time.Duration) error {
 }
 
 func (in *Instance) lifecycle(name string, fn api.Function, timeout time.Duration, arg ...string) error {
+	if in.dead.Load() {
+		return ErrClosed
+	}
+	if timeout <= 0 {
+		timeout = DefaultHookTimeout
+	}
 	ctx, cancel := context.WithTimeout(in.ctx, timeout)
 	defer cancel()
 	var params []uint64
@@ -394,7 +427,11 @@ func (in *Instance) lifecycle(name string, fn api.Function, timeout time.Duratio
 		if err := in.ensureBuffer(ctx, uint32(len(arg[0]))); err != nil {
 			return err
 		}
-		in.mod.Memory().WriteString(in.bufPtr, arg[0])
+		if !in.mod.Memory().WriteString(in.bufPtr, arg[0]) {
+			in.Close()
+			return &TrapError{Capsule: in.state.CapsuleID(), Export: name, Kind: FailHost,
+				Err: errors.New("exchange buffer outside guest memory")}
+		}
 		params = []uint64{uint64(in.bufPtr), uint64(len(arg[0]))}
 	}
 	res, err := fn.Call(ctx, params...)
@@ -427,6 +464,10 @@ type guestWriter struct {
 	stream string
 	line   []byte
 	tail   []byte
+	// oom is set once the guest reported running out of memory (the Go
+	// runtime prints it before a long stack dump that pushes it out of the
+	// tail).
+	oom bool
 }
 
 const tailBytes = 4096
@@ -457,6 +498,9 @@ func (w *guestWriter) Write(p []byte) (int, error) {
 }
 
 func (w *guestWriter) emit(line []byte) {
+	if !w.oom && bytes.Contains(line, []byte("out of memory")) {
+		w.oom = true
+	}
 	ev := w.log.Info()
 	if w.stream == "stderr" {
 		ev = w.log.Warn()

@@ -63,6 +63,9 @@ func (b *Inbox) Push(d *Delivery) bool {
 		b.head++
 		b.dropped.Add(1)
 		ok = false
+		// Without this a full inbox nobody reads would grow its backing
+		// array by one slot per push.
+		b.compactLocked()
 	}
 	b.q = append(b.q, d)
 	b.mu.Unlock()

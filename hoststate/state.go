@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -150,6 +151,10 @@ type State struct {
 	// owner; effectiveNS prefers it (the seed's effective_kv).
 	invocationNS string
 	replied      bool
+	// invoking is set between BeginInvocation and EndInvocation: a recv or
+	// poll nested in an interceptor call neither replaces nor clears the
+	// interceptor's context (astrid-semantics.md §6.2).
+	invoking bool
 
 	limiter *RateLimiter
 
@@ -160,6 +165,7 @@ type State struct {
 
 	subs      map[uint64]func()
 	subCount  int
+	firstSub  uint64 // the first handle ipc_subscribe hands out
 	nextSub   uint64
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -199,9 +205,9 @@ func New(ctx context.Context, cfg Config, t Transport, kv KVStore, inbox *Inbox,
 		log:       log,
 		subs:      map[uint64]func(){},
 		ready:     make(chan struct{}),
-		ctx:       ictx,
 		cancel:    cancel,
 	}
+	s.ctx = context.WithValue(ictx, stateKey{}, s)
 	s.secretKeys = make(map[string]struct{}, len(cfg.SecretKeys))
 	for _, k := range cfg.SecretKeys {
 		s.secretKeys[k] = struct{}{}
@@ -211,6 +217,7 @@ func New(ctx context.Context, cfg Config, t Transport, kv KVStore, inbox *Inbox,
 		maxID = max(maxID, b.HandleID)
 	}
 	s.nextSub = maxID + 1
+	s.firstSub = s.nextSub
 	s.subCount = len(cfg.Bindings)
 	return s
 }
@@ -270,9 +277,12 @@ func (s *State) Ready() <-chan struct{} { return s.ready }
 func (s *State) Caller() *bus.Message { return s.caller }
 
 // EffectivePrincipal is the invoking principal of the message being
-// handled, else the owner.
+// handled, else the owner. A caller principal that is not a valid principal
+// id (1-64 bytes of [a-zA-Z0-9_-]) falls back to the owner, as the seed's
+// effective_principal does, so it can never reach a KV namespace or a rate
+// limiter key.
 func (s *State) EffectivePrincipal() string {
-	if s.caller != nil && s.caller.Principal != "" {
+	if s.caller != nil && bus.ValidPrincipal(s.caller.Principal) {
 		return s.caller.Principal
 	}
 	return s.owner
@@ -289,18 +299,24 @@ func (s *State) EffectiveNamespace() string {
 }
 
 // BeginInvocation installs msg as the invocation context for an
-// interceptor call. EndInvocation must follow on every exit path.
+// interceptor call. EndInvocation must follow on every exit path. Until
+// then a recv or poll made by the handler leaves the context alone.
 func (s *State) BeginInvocation(msg *bus.Message) {
 	s.installContext(msg)
 	s.replied = false
+	s.invoking = true
 }
 
 // EndInvocation clears the invocation context installed by BeginInvocation.
-func (s *State) EndInvocation() { s.clearContext() }
+func (s *State) EndInvocation() {
+	s.clearContext()
+	s.invoking = false
+}
 
 // InstallRecvContext installs the invocation context for a message picked
-// up by recv/poll. Fast path: when the principal is unchanged only the
-// caller message is replaced.
+// up by recv/poll (the seed's install_recv_invocation_context). Fast path:
+// when the principal is unchanged only the caller message is replaced and
+// the KV namespace overlay is kept.
 func (s *State) InstallRecvContext(msg *bus.Message) {
 	s.replied = false
 	if s.caller != nil && msg != nil && s.caller.Principal == msg.Principal {
@@ -310,15 +326,16 @@ func (s *State) InstallRecvContext(msg *bus.Message) {
 	s.installContext(msg)
 }
 
-// ClearRecvContext tears the recv invocation context down; called on an
-// empty poll or a recv timeout so a previous publisher's context cannot leak
-// into later host calls.
+// ClearRecvContext tears the recv invocation context down (the seed's
+// clear_recv_invocation_context); called on an empty poll or a recv
+// timeout so a previous publisher's context cannot leak into later host
+// calls.
 func (s *State) ClearRecvContext() { s.clearContext() }
 
 func (s *State) installContext(msg *bus.Message) {
 	s.caller = msg
 	s.invocationNS = ""
-	if msg != nil && msg.Principal != "" && msg.Principal != s.owner {
+	if msg != nil && bus.ValidPrincipal(msg.Principal) && msg.Principal != s.owner {
 		s.invocationNS = Namespace(msg.Principal, s.capsuleID)
 	}
 }
@@ -337,7 +354,7 @@ func (s *State) Replied() bool { return s.replied }
 
 func (s *State) alive() error {
 	if s.ctx.Err() != nil {
-		return errf(CodeCapabilityDenied, "capsule is stopping")
+		return errf(CodeClosed, "capsule is stopping")
 	}
 	return nil
 }
@@ -363,8 +380,12 @@ func topicError(err error) error {
 	return errf(CodeInvalidInput, "%v", err)
 }
 
-// Publish implements ipc_publish: limits, rate limit, ACL, JSON check, then
-// a host-stamped publish.
+// Publish implements ipc_publish. The checks run in this order, so a
+// refused publish is never charged to the rate limiter: topic and payload
+// size (too-large), topic syntax (invalid-input), the [publish] ACL
+// (capability-denied; an empty ACL denies all), JSON (invalid-input), then
+// the IPC budget of the effective principal (rate-limited). The message is
+// then stamped by the host and handed to the transport.
 func (s *State) Publish(topic string, payload []byte) error {
 	if err := s.alive(); err != nil {
 		return err
@@ -492,10 +513,11 @@ func (s *State) Subscribe(pattern string) (uint64, error) {
 func (s *State) Unsubscribe(h uint64) error {
 	cancel, ok := s.subs[h]
 	if !ok {
-		for _, b := range s.bindings {
-			if b.HandleID == h {
-				return errf(CodeInvalidInput, "interceptor binding %d cannot be unsubscribed", h)
-			}
+		if s.isBinding(h) {
+			return errf(CodeInvalidInput, "interceptor binding %d cannot be unsubscribed", h)
+		}
+		if s.closedHandle(h) {
+			return errf(CodeClosed, "subscription %d is already closed", h)
 		}
 		return errf(CodeNotFound, "no subscription %d", h)
 	}
@@ -506,13 +528,14 @@ func (s *State) Unsubscribe(h uint64) error {
 	return nil
 }
 
-func (s *State) knownHandle(h uint64) bool {
-	if h == 0 {
-		return true
-	}
-	if _, ok := s.subs[h]; ok {
-		return true
-	}
+// closedHandle reports whether h was handed out by Subscribe and has been
+// closed since.
+func (s *State) closedHandle(h uint64) bool {
+	_, live := s.subs[h]
+	return !live && h >= s.firstSub && h < s.nextSub
+}
+
+func (s *State) isBinding(h uint64) bool {
 	for _, b := range s.bindings {
 		if b.HandleID == h {
 			return true
@@ -521,34 +544,86 @@ func (s *State) knownHandle(h uint64) bool {
 	return false
 }
 
+// checkHandle accepts 0 (any), a live subscription or a binding; a closed
+// subscription gives closed and anything else not-found.
+func (s *State) checkHandle(h uint64) error {
+	if h == 0 || s.isBinding(h) {
+		return nil
+	}
+	if _, ok := s.subs[h]; ok {
+		return nil
+	}
+	if s.closedHandle(h) {
+		return errf(CodeClosed, "subscription %d is closed", h)
+	}
+	return errf(CodeNotFound, "no subscription %d", h)
+}
+
 // Poll implements ipc_poll: one message or (nil, nil) when none is queued.
-// An empty poll clears the invocation context.
+// A message installs its invocation context and an empty poll clears it,
+// except inside an interceptor call, whose context stays in place.
 func (s *State) Poll(h uint64) (*Delivery, error) {
-	if !s.knownHandle(h) {
-		return nil, errf(CodeNotFound, "no subscription %d", h)
+	if err := s.checkHandle(h); err != nil {
+		return nil, err
 	}
 	d, ok := s.inbox.Poll(h)
 	if !ok {
-		s.ClearRecvContext()
+		if !s.invoking {
+			s.ClearRecvContext()
+		}
 		return nil, nil
 	}
-	s.InstallRecvContext(d.Msg)
+	if !s.invoking {
+		s.InstallRecvContext(d.Msg)
+	}
 	return d, nil
 }
 
-// Recv implements ipc_recv: blocks up to min(timeout, 60 s) for one message.
-func (s *State) Recv(h uint64, timeout time.Duration) (*Delivery, error) {
-	if !s.knownHandle(h) {
-		return nil, errf(CodeNotFound, "no subscription %d", h)
-	}
-	timeout = min(max(timeout, 0), MaxRecvTimeout)
-	d, err := s.inbox.Wait(s.ctx, h, timeout)
-	if err != nil {
-		s.ClearRecvContext()
+// Recv implements ipc_recv: blocks up to min(timeout, 60 s) for one
+// message. It ends early with ErrCancelled when ctx (the guest call's
+// context, which carries its deadline) or the incarnation ends, and with
+// ErrClosed when the inbox is closed. The invocation context is handled as
+// in Poll.
+func (s *State) Recv(ctx context.Context, h uint64, timeout time.Duration) (*Delivery, error) {
+	if err := s.checkHandle(h); err != nil {
 		return nil, err
 	}
-	s.InstallRecvContext(d.Msg)
+	if s.ctx.Err() != nil {
+		return nil, ErrCancelled
+	}
+	timeout = min(max(timeout, 0), MaxRecvTimeout)
+	ctx, done := s.callContext(ctx)
+	d, err := s.inbox.Wait(ctx, h, timeout)
+	done()
+	if err != nil {
+		if !s.invoking {
+			s.ClearRecvContext()
+		}
+		return nil, err
+	}
+	if !s.invoking {
+		s.InstallRecvContext(d.Msg)
+	}
 	return d, nil
+}
+
+type stateKey struct{}
+
+// callContext returns the context a blocking host call waits on: ctx
+// itself when it derives from the incarnation context (the capsule
+// package's call contexts do; the check is one Value lookup), else ctx
+// joined with the incarnation context. A nil ctx means the incarnation
+// context. done must be called when the wait is over.
+func (s *State) callContext(ctx context.Context) (context.Context, func()) {
+	if ctx == nil {
+		return s.ctx, func() {}
+	}
+	if st, _ := ctx.Value(stateKey{}).(*State); st == s {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(s.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // CloseSubscriptions cancels every NATS subscription of this incarnation.
@@ -563,6 +638,8 @@ func (s *State) CloseSubscriptions() {
 
 // ---- kv ----------------------------------------------------------------
 
+// checkKey applies the key rules of docs/abi.md, the same as bus.KV's:
+// 1-256 bytes of UTF-8 without NUL or control characters (C0, DEL and C1).
 func checkKey(key string) error {
 	if len(key) == 0 {
 		return errf(CodeInvalidInput, "empty key")
@@ -574,7 +651,7 @@ func checkKey(key string) error {
 		return errf(CodeInvalidInput, "key is not valid UTF-8")
 	}
 	for _, r := range key {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) {
 			return errf(CodeInvalidInput, "key contains a control character")
 		}
 	}
@@ -596,6 +673,10 @@ func kvErr(err error) error {
 		return ErrCASMismatch
 	case errors.Is(err, bus.ErrTooManyKeys):
 		return errf(CodeTooLarge, "more than %d keys match; use a longer prefix", MaxKVListKeys)
+	case errors.Is(err, bus.ErrTooLarge):
+		return errf(CodeTooLarge, "key or value too large")
+	case errors.Is(err, bus.ErrInvalidKey):
+		return errf(CodeInvalidInput, "invalid key")
 	case errors.Is(err, context.Canceled):
 		return ErrCancelled
 	case errors.Is(err, context.DeadlineExceeded):
@@ -614,15 +695,21 @@ func (s *State) kvReady() error {
 	return nil
 }
 
+// The kv methods take the guest call's context (which carries its deadline
+// and derives from the incarnation context); nil means the incarnation
+// context.
+
 // KVGet implements kv_get.
-func (s *State) KVGet(key string) ([]byte, error) {
+func (s *State) KVGet(ctx context.Context, key string) ([]byte, error) {
 	if err := s.kvReady(); err != nil {
 		return nil, err
 	}
+	kvCtx, done := s.callContext(ctx)
+	defer done()
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
-	v, _, err := s.kv.Get(s.ctx, s.EffectiveNamespace(), key)
+	v, _, err := s.kv.Get(kvCtx, s.EffectiveNamespace(), key)
 	if err != nil {
 		return nil, kvErr(err)
 	}
@@ -630,45 +717,51 @@ func (s *State) KVGet(key string) ([]byte, error) {
 }
 
 // KVSet implements kv_set.
-func (s *State) KVSet(key string, val []byte) error {
+func (s *State) KVSet(ctx context.Context, key string, val []byte) error {
 	if err := s.kvReady(); err != nil {
 		return err
 	}
+	kvCtx, done := s.callContext(ctx)
+	defer done()
 	if err := checkKey(key); err != nil {
 		return err
 	}
 	if len(val) > MaxKVValueBytes {
 		return errf(CodeTooLarge, "value is %d bytes; the limit is %d", len(val), MaxKVValueBytes)
 	}
-	if _, err := s.kv.Put(s.ctx, s.EffectiveNamespace(), key, val); err != nil {
+	if _, err := s.kv.Put(kvCtx, s.EffectiveNamespace(), key, val); err != nil {
 		return kvErr(err)
 	}
 	return nil
 }
 
 // KVDelete implements kv_delete (idempotent).
-func (s *State) KVDelete(key string) error {
+func (s *State) KVDelete(ctx context.Context, key string) error {
 	if err := s.kvReady(); err != nil {
 		return err
 	}
+	kvCtx, done := s.callContext(ctx)
+	defer done()
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	if err := s.kv.Delete(s.ctx, s.EffectiveNamespace(), key); err != nil && !errors.Is(err, bus.ErrKeyNotFound) {
+	if err := s.kv.Delete(kvCtx, s.EffectiveNamespace(), key); err != nil && !errors.Is(err, bus.ErrKeyNotFound) {
 		return kvErr(err)
 	}
 	return nil
 }
 
 // KVListKeys implements kv_list_keys (at most 1024 keys).
-func (s *State) KVListKeys(prefix string) ([]string, error) {
+func (s *State) KVListKeys(ctx context.Context, prefix string) ([]string, error) {
 	if err := s.kvReady(); err != nil {
 		return nil, err
 	}
+	kvCtx, done := s.callContext(ctx)
+	defer done()
 	if err := checkPrefix(prefix); err != nil {
 		return nil, err
 	}
-	keys, err := s.kv.Keys(s.ctx, s.EffectiveNamespace(), prefix, MaxKVListKeys)
+	keys, err := s.kv.Keys(kvCtx, s.EffectiveNamespace(), prefix, MaxKVListKeys)
 	if err != nil {
 		return nil, kvErr(err)
 	}
@@ -676,31 +769,35 @@ func (s *State) KVListKeys(prefix string) ([]string, error) {
 }
 
 // KVCAS implements kv_cas; expectAbsent means create-if-absent.
-func (s *State) KVCAS(key string, expected []byte, expectAbsent bool, val []byte) error {
+func (s *State) KVCAS(ctx context.Context, key string, expected []byte, expectAbsent bool, val []byte) error {
 	if err := s.kvReady(); err != nil {
 		return err
 	}
+	kvCtx, done := s.callContext(ctx)
+	defer done()
 	if err := checkKey(key); err != nil {
 		return err
 	}
 	if len(val) > MaxKVValueBytes {
 		return errf(CodeTooLarge, "value is %d bytes; the limit is %d", len(val), MaxKVValueBytes)
 	}
-	if _, err := s.kv.CAS(s.ctx, s.EffectiveNamespace(), key, expected, expectAbsent, val); err != nil {
+	if _, err := s.kv.CAS(kvCtx, s.EffectiveNamespace(), key, expected, expectAbsent, val); err != nil {
 		return kvErr(err)
 	}
 	return nil
 }
 
 // KVClearPrefix implements kv_clear_prefix and returns the count deleted.
-func (s *State) KVClearPrefix(prefix string) (int, error) {
+func (s *State) KVClearPrefix(ctx context.Context, prefix string) (int, error) {
 	if err := s.kvReady(); err != nil {
 		return 0, err
 	}
+	kvCtx, done := s.callContext(ctx)
+	defer done()
 	if err := checkPrefix(prefix); err != nil {
 		return 0, err
 	}
-	n, err := s.kv.ClearPrefix(s.ctx, s.EffectiveNamespace(), prefix)
+	n, err := s.kv.ClearPrefix(kvCtx, s.EffectiveNamespace(), prefix)
 	if err != nil {
 		return 0, kvErr(err)
 	}
@@ -786,15 +883,22 @@ func (s *State) GetCaller() CallerInfo {
 	return c
 }
 
-// Sleep implements sys_sleep_ns: at most 60 s, ErrCancelled on stop.
-func (s *State) Sleep(d time.Duration) error {
+// Sleep implements sys_sleep_ns: at most 60 s; ErrCancelled when ctx (the
+// guest call's context; nil means the incarnation context) or the
+// incarnation ends first.
+func (s *State) Sleep(ctx context.Context, d time.Duration) error {
+	if s.ctx.Err() != nil {
+		return ErrCancelled
+	}
 	d = min(max(d, 0), MaxSleep)
+	ctx, done := s.callContext(ctx)
+	defer done()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return nil
-	case <-s.ctx.Done():
+	case <-ctx.Done():
 		return ErrCancelled
 	}
 }

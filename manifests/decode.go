@@ -62,6 +62,10 @@ type parser struct {
 	org   origins
 	leg   legacyInput
 	once  map[string]bool
+	// pubIdx and subIdx index Publish/Subscribe by topic once legacy
+	// translation starts appending (see findPublish).
+	pubIdx map[string]int
+	subIdx map[string]int
 }
 
 // origins records where each list element of the Manifest was declared, so

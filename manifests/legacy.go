@@ -189,14 +189,12 @@ func (p *parser) translateLegacy() {
 				if p.findPublish(v) >= 0 {
 					continue
 				}
-				m.Publish = append(m.Publish, PublishEntry{Topic: v, Wit: "opaque"})
-				p.org.publish = append(p.org.publish, entryOrigin{topic: a.paths[i]})
+				p.addPublish(PublishEntry{Topic: v, Wit: "opaque"}, entryOrigin{topic: a.paths[i]})
 			} else {
 				if p.findSubscribe(v) >= 0 {
 					continue
 				}
-				m.Subscribe = append(m.Subscribe, SubscribeEntry{Topic: v, Wit: "opaque", Priority: DefaultPriority})
-				p.org.subscribe = append(p.org.subscribe, entryOrigin{topic: a.paths[i]})
+				p.addSubscribe(SubscribeEntry{Topic: v, Wit: "opaque", Priority: DefaultPriority}, entryOrigin{topic: a.paths[i]})
 			}
 		}
 	}
@@ -221,8 +219,7 @@ func (p *parser) translateLegacy() {
 					e.Priority, e.HasPriority = ic.priority, true
 				}
 			}
-			m.Subscribe = append(m.Subscribe, e)
-			p.org.subscribe = append(p.org.subscribe, entryOrigin{topic: ic.eventPath})
+			p.addSubscribe(e, entryOrigin{topic: ic.eventPath})
 			continue
 		}
 		if ic.action == "" {
@@ -254,16 +251,14 @@ func (p *parser) translateLegacy() {
 		}
 		if tp.Direction == "publish" {
 			if j := p.findPublish(tp.Name); j < 0 {
-				m.Publish = append(m.Publish, PublishEntry{Topic: tp.Name, Wit: wit})
-				p.org.publish = append(p.org.publish, entryOrigin{topic: p.org.topics[i]})
+				p.addPublish(PublishEntry{Topic: tp.Name, Wit: wit}, entryOrigin{topic: p.org.topics[i]})
 			} else if p.org.publish[j].entry == nil {
 				m.Publish[j].Wit = wit
 			}
 			continue
 		}
 		if j := p.findSubscribe(tp.Name); j < 0 {
-			m.Subscribe = append(m.Subscribe, SubscribeEntry{Topic: tp.Name, Wit: wit, Priority: DefaultPriority})
-			p.org.subscribe = append(p.org.subscribe, entryOrigin{topic: p.org.topics[i]})
+			p.addSubscribe(SubscribeEntry{Topic: tp.Name, Wit: wit, Priority: DefaultPriority}, entryOrigin{topic: p.org.topics[i]})
 		} else if p.org.subscribe[j].entry == nil {
 			m.Subscribe[j].Wit = wit
 		}
@@ -301,22 +296,50 @@ func deriveProvides(m *Manifest) []Dependency {
 	return out
 }
 
+// findPublish returns the index of the Publish entry for topic, or -1.
 func (p *parser) findPublish(topic string) int {
-	for i, e := range p.m.Publish {
-		if e.Topic == topic {
-			return i
+	if p.pubIdx == nil {
+		p.pubIdx = make(map[string]int, len(p.m.Publish))
+		for i, e := range p.m.Publish {
+			if _, dup := p.pubIdx[e.Topic]; !dup {
+				p.pubIdx[e.Topic] = i
+			}
 		}
+	}
+	if i, ok := p.pubIdx[topic]; ok {
+		return i
 	}
 	return -1
 }
 
+// findSubscribe returns the index of the Subscribe entry for topic, or -1.
 func (p *parser) findSubscribe(topic string) int {
-	for i, e := range p.m.Subscribe {
-		if e.Topic == topic {
-			return i
+	if p.subIdx == nil {
+		p.subIdx = make(map[string]int, len(p.m.Subscribe))
+		for i, e := range p.m.Subscribe {
+			if _, dup := p.subIdx[e.Topic]; !dup {
+				p.subIdx[e.Topic] = i
+			}
 		}
 	}
+	if i, ok := p.subIdx[topic]; ok {
+		return i
+	}
 	return -1
+}
+
+func (p *parser) addPublish(e PublishEntry, o entryOrigin) {
+	p.findPublish(e.Topic) // builds the index
+	p.pubIdx[e.Topic] = len(p.m.Publish)
+	p.m.Publish = append(p.m.Publish, e)
+	p.org.publish = append(p.org.publish, o)
+}
+
+func (p *parser) addSubscribe(e SubscribeEntry, o entryOrigin) {
+	p.findSubscribe(e.Topic)
+	p.subIdx[e.Topic] = len(p.m.Subscribe)
+	p.m.Subscribe = append(p.m.Subscribe, e)
+	p.org.subscribe = append(p.org.subscribe, o)
 }
 
 // mergeCapabilities merges src into dst: lists are unioned (order kept,

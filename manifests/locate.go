@@ -79,22 +79,31 @@ func (l *locator) has(p keyPath) bool {
 // order returns the keys of a table at path p sorted by first mention.
 // Keys the locator did not see (it should see all) sort last, by name.
 func (l *locator) order(p keyPath, keys []string) []string {
-	out := append([]string(nil), keys...)
-	rank := func(k string) (int, bool) {
-		s, ok := l.seq[p.key(k).String()]
-		return s, ok
+	type ranked struct {
+		key  string
+		seq  int
+		seen bool
 	}
-	sort.Slice(out, func(i, j int) bool {
-		ri, oki := rank(out[i])
-		rj, okj := rank(out[j])
+	rs := make([]ranked, len(keys))
+	for i, k := range keys {
+		s, ok := l.seq[p.key(k).String()]
+		rs[i] = ranked{k, s, ok}
+	}
+	sort.Slice(rs, func(i, j int) bool {
+		ri, oki := rs[i].seq, rs[i].seen
+		rj, okj := rs[j].seq, rs[j].seen
 		switch {
 		case oki && okj:
 			return ri < rj
 		case oki != okj:
 			return oki
 		}
-		return out[i] < out[j]
+		return rs[i].key < rs[j].key
 	})
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.key
+	}
 	return out
 }
 
@@ -154,6 +163,7 @@ func (l *locator) skipLine() {
 
 func (l *locator) run() {
 	var table keyPath
+	skip := false // inside a table header deeper than maxLocateDepth
 	for {
 		l.skipSpace(true)
 		if l.eof() {
@@ -161,9 +171,9 @@ func (l *locator) run() {
 		}
 		start := l.i
 		if l.src[l.i] == '[' {
-			table = l.header()
+			table, skip = l.header()
 		} else {
-			l.keyval(table)
+			l.keyval(table, skip)
 		}
 		// Anything left on the line is a comment (the input parsed).
 		l.skipSpace(false)
@@ -181,8 +191,9 @@ type keyPart struct {
 	off  int
 }
 
-// header parses a [table] or [[array]] header and returns the table path.
-func (l *locator) header() keyPath {
+// header parses a [table] or [[array]] header and returns the table path;
+// skip is true when the header is too deep to record.
+func (l *locator) header() (table keyPath, skip bool) {
 	isArray := l.peek(1) == '['
 	if isArray {
 		l.i += 2
@@ -196,6 +207,9 @@ func (l *locator) header() keyPath {
 		l.i += 2
 	} else if !l.eof() && l.src[l.i] == ']' {
 		l.i++
+	}
+	if len(parts) > maxLocateDepth {
+		return nil, true
 	}
 	var p keyPath
 	for j, part := range parts {
@@ -213,19 +227,22 @@ func (l *locator) header() keyPath {
 			p = p.index(n - 1)
 		}
 	}
-	return p
+	return p, false
 }
 
-// keyval parses "key = value" relative to table.
-func (l *locator) keyval(table keyPath) {
+// keyval parses "key = value" relative to table (skip: record nothing).
+func (l *locator) keyval(table keyPath, skip bool) {
 	parts := l.dottedKey()
 	if len(parts) == 0 {
 		return
 	}
-	p := table
-	for _, part := range parts {
-		p = p.key(part.name)
-		l.record(p, part.off)
+	var p keyPath
+	if !skip && len(table)+len(parts) <= maxLocateDepth {
+		p = table
+		for _, part := range parts {
+			p = p.key(part.name)
+			l.record(p, part.off)
+		}
 	}
 	l.skipSpace(false)
 	if !l.eof() && l.src[l.i] == '=' {
@@ -273,9 +290,17 @@ func (l *locator) simpleKey() (string, bool) {
 	return "", false
 }
 
+// maxLocateDepth bounds the key paths the locator records: values nested
+// deeper are skipped without recording, keeping the scan linear on
+// pathological input (a = [[[[...]]]]). Diagnostics never point that deep.
+const maxLocateDepth = 32
+
 // value scans one value at path p, recording array elements and inline
-// table keys.
+// table keys (p == nil: skip without recording).
 func (l *locator) value(p keyPath) {
+	if len(p) > maxLocateDepth {
+		p = nil
+	}
 	if l.eof() {
 		return
 	}
@@ -304,8 +329,11 @@ func (l *locator) value(p keyPath) {
 				return
 			}
 			start := l.i
-			ep := p.index(n)
-			l.record(ep, l.i)
+			var ep keyPath
+			if p != nil {
+				ep = p.index(n)
+				l.record(ep, l.i)
+			}
 			l.value(ep)
 			l.skipSpace(true)
 			if !l.eof() && l.src[l.i] == ',' {
@@ -328,10 +356,13 @@ func (l *locator) value(p keyPath) {
 			}
 			start := l.i
 			parts := l.dottedKey()
-			kp := p
-			for _, part := range parts {
-				kp = kp.key(part.name)
-				l.record(kp, part.off)
+			var kp keyPath
+			if p != nil && len(p)+len(parts) <= maxLocateDepth {
+				kp = p
+				for _, part := range parts {
+					kp = kp.key(part.name)
+					l.record(kp, part.off)
+				}
 			}
 			l.skipSpace(false)
 			if !l.eof() && l.src[l.i] == '=' {
@@ -455,7 +486,7 @@ func (l *locator) literalString() string {
 	return s
 }
 
-// multiline skips a """basic""" or '''literal''' multi-line string. Up to two
+// multiline skips a """basic""" or ”'literal”' multi-line string. Up to two
 // quote characters may directly precede the closing delimiter.
 func (l *locator) multiline(q byte) {
 	l.i += 3

@@ -396,8 +396,6 @@ func (p *parser) decodeSubscribe(root *tbl) {
 			e.Handler, _ = et.str("handler")
 			if n, ok := et.intRange("priority", 0, math.MaxUint32); ok {
 				e.Priority, e.HasPriority = uint32(n), true
-			} else if et.has("priority") {
-				e.HasPriority = true // invalid, reported; keeps "priority only with handler" quiet
 			}
 			e.Source = p.sourcePin(et)
 			if _, has := et.take("fanout"); has {

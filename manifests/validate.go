@@ -188,7 +188,9 @@ func (p *parser) validateIPC() {
 		if hasHandler && e.Handler == "" {
 			p.errorf(o.entry.key("handler"), "must not be empty")
 		}
-		if e.HasPriority && !hasHandler {
+		// Judge what the table declared: legacy translation may have added
+		// a handler and priority to a table entry.
+		if p.loc.has(o.entry.key("priority")) && !hasHandler {
 			p.errorf(o.entry.key("priority"), "priority requires handler: only interceptor bindings are ordered")
 		}
 	}

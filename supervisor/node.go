@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,6 +39,8 @@ type Config struct {
 	Logger zerolog.Logger
 	// KVReplicas is the JetStream KV replica count (1 by default).
 	KVReplicas int
+	// CacheDir is the wazero compilation cache (default DataDir/cache/wazero).
+	CacheDir string
 }
 
 // Node is one astrid node: the NATS connection (and embedded server), the
@@ -118,7 +121,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.t = actors.NewTransport(n.conn)
 	n.engine, err = capsule.NewEngine(capsule.EngineConfig{
-		CacheDir: filepath.Join(cfg.DataDir, "cache", "wazero"),
+		CacheDir: cmp.Or(cfg.CacheDir, filepath.Join(cfg.DataDir, "cache", "wazero")),
 		Logger:   n.log,
 	})
 	if err != nil {

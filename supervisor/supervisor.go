@@ -97,7 +97,7 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 		s.byPID[pid.Id] = c
 	case *actors.CapsuleStarted:
 		c := s.capsules[m.ID]
-		if c == nil {
+		if c == nil || c.state == "quarantined" {
 			return
 		}
 		c.state = "starting"
@@ -108,7 +108,7 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 		s.emit(Event{Capsule: c.id, Version: c.version, Event: verb, Incarnation: m.Incarnation, Attempt: c.tr.attempt})
 	case *actors.CapsuleReady:
 		c := s.capsules[m.ID]
-		if c == nil {
+		if c == nil || c.state == "quarantined" {
 			return
 		}
 		c.state = "ready"
@@ -170,7 +170,7 @@ func (s *supervisorActor) failed(ctx actor.Context, m *actors.CapsuleFailed) {
 			Msg("capsule restart intensity exceeded; quarantined")
 		s.emit(ev)
 		s.emit(Event{Capsule: c.id, Version: c.version, Event: "quarantined", Reason: m.Err.Error(), Kind: kind.String()})
-		ctx.Stop(c.pid)
+		ctx.Send(c.pid, &actors.Quarantine{Reason: m.Err.Error()})
 	case Stop:
 		c.state = "stopped"
 		if normal {

@@ -35,6 +35,7 @@
 //	ready      {}                                                         sys_signal_ready
 //	badptr     {"arg":"key"|"out"} -> {"code"}                            raw kv_get with an out-of-range pointer
 //	alloc      {"mib"} -> {"total_mib"}                                   keeps N more MiB of guest heap
+//	garbage    {"kib"}                                                    allocates N KiB and drops it; replies nothing (Pass)
 //
 // result_read is exercised by every failing call (error detail) and by any
 // result larger than the SDK's 16 KiB out buffer (kv_get of a value stored
@@ -75,6 +76,7 @@ type in struct {
 	N         int             `json:"n"`
 	Arg       string          `json:"arg"`
 	MiB       int             `json:"mib"`
+	KiB       int             `json:"kib"`
 }
 
 func (i *in) body() []byte {
@@ -125,6 +127,8 @@ func envelope(e sdk.Envelope) out {
 var (
 	// kept holds the memory grown by "alloc" so the GC cannot free it.
 	kept [][]byte
+	// sink makes "garbage" allocations escape to the heap.
+	sink []byte
 	// currentCall is the call being handled, for "caller".
 	currentCall *sdk.Call
 )
@@ -259,6 +263,20 @@ func init() {
 			kept = append(kept, b)
 		}
 		return out{"total_mib": len(kept)}, nil
+	})
+
+	// garbage decodes its input without reflection so that the only
+	// allocation per call is the garbage itself.
+	sdk.Handle("garbage", func(c *sdk.Call) sdk.Result {
+		kib := 0
+		for _, ch := range c.Payload() {
+			if ch >= '0' && ch <= '9' {
+				kib = kib*10 + int(ch-'0')
+			}
+		}
+		sink = make([]byte, kib<<10)
+		sink = nil
+		return sdk.Pass()
 	})
 
 	sdk.OnInstall(func() error { return sdk.KVSet("installed", []byte("yes")) })

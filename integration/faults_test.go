@@ -1,0 +1,138 @@
+package integration
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/astrid-go/astrid/bus"
+)
+
+// errorReply asserts that a request got a typed error reply whose
+// Astrid-Error value starts with code, and returns the value.
+func (n *node) errorReply(topic, payload, code string) string {
+	n.t.Helper()
+	resp := n.req(topic, payload, "")
+	e := resp.Header.Get(bus.HeaderError)
+	if !strings.HasPrefix(e, code) {
+		n.t.Fatalf("request %s: Astrid-Error %q (body %s), want prefix %q", topic, e, resp.Data, code)
+	}
+	return e
+}
+
+func (n *node) okReply(topic, want string) {
+	n.t.Helper()
+	resp := n.req(topic, `{}`, "")
+	if e := resp.Header.Get(bus.HeaderError); e != "" {
+		n.t.Fatalf("request %s: error reply %q", topic, e)
+	}
+	if want != "" && !strings.Contains(string(resp.Data), want) {
+		n.t.Fatalf("request %s: reply %s, want it to contain %s", topic, resp.Data, want)
+	}
+}
+
+// A guest panic traps; the requester gets a typed error instead of a
+// timeout, the failure is published with its kind, and the next message
+// gets a fresh instance.
+func TestIntegrationTrapFreshInstance(t *testing.T) {
+	n := startNode(t, capsuleDir(t, "capsule/testdata/guests/trap", ""))
+	for i := range 3 {
+		e := n.errorReply("trap.v1.boom", `{}`, "capsule-failed")
+		if !strings.Contains(e, "trap") {
+			t.Errorf("attempt %d: error %q does not name the trap", i, e)
+		}
+		n.okReply("trap.v1.ok", "ok")
+	}
+	ev := n.event("trap", "failed", 5*time.Second)
+	if ev.Kind != "trap" || ev.Directive != "resume" {
+		t.Errorf("failed event kind=%q directive=%q, want trap/resume", ev.Kind, ev.Directive)
+	}
+}
+
+func TestIntegrationDeadlineStopsRunawayHandler(t *testing.T) {
+	n := startNode(t, capsuleDir(t, "capsule/testdata/guests/spin", "[limits]\ncall_timeout = \"300ms\""))
+	start := time.Now()
+	e := n.errorReply("spin.v1.spin", `{}`, "capsule-failed")
+	if !strings.Contains(e, "deadline") {
+		t.Errorf("error %q does not say deadline", e)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("a 300ms call timeout took %v to answer", el)
+	}
+	n.okReply("spin.v1.ok", "")
+	if ev := n.event("spin", "failed", 5*time.Second); ev.Kind != "deadline" {
+		t.Errorf("failed event kind %q, want deadline", ev.Kind)
+	}
+}
+
+func TestIntegrationMemoryLimit(t *testing.T) {
+	n := startNode(t, capsuleDir(t, "capsule/testdata/guests/memhog", "[limits]\nmemory_pages = 256"))
+	n.errorReply("memhog.v1.grow", `{}`, "capsule-failed")
+	if ev := n.event("memhog", "failed", 5*time.Second); ev.Kind != "memory-limit" {
+		t.Errorf("failed event kind %q (%s), want memory-limit", ev.Kind, ev.Reason)
+	}
+	n.okReply("memhog.v1.ok", "")
+}
+
+func TestIntegrationGuestExitCode(t *testing.T) {
+	n := startNode(t, capsuleDir(t, "capsule/testdata/guests/exitcode", ""))
+	n.errorReply("exitcode.v1.exit", `{}`, "capsule-failed")
+	ev := n.event("exitcode", "failed", 5*time.Second)
+	if ev.Kind != "exit" || !strings.Contains(ev.Reason, "code 3") {
+		t.Errorf("failed event kind=%q reason=%q, want exit with code 3", ev.Kind, ev.Reason)
+	}
+	n.okReply("exitcode.v1.ok", "")
+}
+
+// A handler capsule that crashes on every message is quarantined after
+// max_restarts, and then answers with a typed "quarantined" error.
+func TestIntegrationHandlerCrashLoopQuarantined(t *testing.T) {
+	n := startNode(t, capsuleDir(t, "capsule/testdata/guests/trap", "[supervision]\nmax_restarts = 2\nwithin = \"1m\""))
+	for range 3 {
+		n.errorReply("trap.v1.boom", `{}`, "capsule-failed")
+	}
+	ev := n.event("trap", "quarantined", 5*time.Second)
+	if ev.Kind != "trap" {
+		t.Errorf("quarantined event kind %q", ev.Kind)
+	}
+	n.errorReply("trap.v1.ok", `{}`, "quarantined")
+	infos, err := n.Capsules(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 1 || infos[0].State != "quarantined" {
+		t.Errorf("capsules = %+v, want trap quarantined", infos)
+	}
+}
+
+// A run loop that crashes right after start is restarted with backoff and
+// quarantined when it exceeds its intensity; the node stays up.
+func TestIntegrationRunLoopCrashLoopQuarantined(t *testing.T) {
+	n := startNode(t, capsuleDir(t, "capsule/testdata/guests/crashloop",
+		"[supervision]\nmax_restarts = 3\nwithin = \"1m\"\nbackoff_initial = \"10ms\"\nbackoff_max = \"40ms\""),
+		capsuleDir(t, "examples/echo", ""))
+	n.event("crashloop", "quarantined", 10*time.Second)
+	if got := n.countEvents("crashloop", "restarted"); got != 3 {
+		t.Errorf("%d restarted events, want 3", got)
+	}
+	var backoffs []float64
+	for _, m := range n.events.snapshot() {
+		if m.Topic == "astrid.v1.capsule.crashloop.failed" && strings.Contains(string(m.Payload), `"directive":"restart"`) {
+			backoffs = append(backoffs, 0)
+		}
+	}
+	if len(backoffs) != 3 {
+		t.Errorf("%d failed events with directive restart, want 3", len(backoffs))
+	}
+	// The neighbour is untouched.
+	n.okReply("echo.v1.request", "")
+}
+
+// A run loop that returns is a normal end: transient capsules stay stopped.
+func TestIntegrationRunLoopNormalEnd(t *testing.T) {
+	n := startNode(t, capsuleDir(t, "capsule/testdata/guests/exit", "[supervision]\nrestart = \"transient\""))
+	n.event("exit", "stopped", 10*time.Second)
+	if got := n.countEvents("exit", "restarted"); got != 0 {
+		t.Errorf("transient capsule restarted %d times after a normal end", got)
+	}
+}
