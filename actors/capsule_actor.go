@@ -64,6 +64,10 @@ type CapsuleActor struct {
 	status  string
 	// quarantined holds the reason while the capsule is quarantined.
 	quarantined string
+	// paused holds intake while a dependency restarts; stash keeps what
+	// arrived meanwhile, in order.
+	paused bool
+	stash  []*Invoke
 }
 
 var _ actor.Actor = (*CapsuleActor)(nil)
@@ -115,8 +119,16 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 		}
 	case *Restart:
 		a.quarantined = ""
-		if a.inst == nil || a.inst.Dead() {
-			a.incarnate(ctx)
+		a.endIncarnation()
+		a.incarnate(ctx)
+	case *Pause:
+		a.paused = true
+	case *Resume:
+		a.paused = false
+		stash := a.stash
+		a.stash = nil
+		for _, m := range stash {
+			a.invoke(ctx, m)
 		}
 	case *Quarantine:
 		a.quarantine(m.Reason)
@@ -198,6 +210,10 @@ func (a *CapsuleActor) incarnate(ctx actor.Context) {
 
 // invoke runs one step of a dispatch chain.
 func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
+	if a.paused {
+		a.stash = append(a.stash, m)
+		return
+	}
 	payload, modified := m.Msg.Payload, false
 	if m.chain != nil {
 		payload, modified = m.chain.payload(m.level)

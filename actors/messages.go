@@ -83,9 +83,20 @@ type Quarantine struct {
 	Reason string
 }
 
-// Restart asks the actor to start a new incarnation (sent by the supervisor
-// after its backoff).
-type Restart struct{}
+// Restart asks the actor to end its current incarnation, if any, and start
+// a new one (sent by the supervisor after its backoff, or to restart a
+// group member under one_for_all / rest_for_one).
+type Restart struct {
+	Reason string
+}
+
+// Pause stops the capsule's intake: messages keep arriving and wait, in
+// order, until Resume (sent while a dependency restarts).
+type Pause struct{}
+
+// Resume delivers what arrived during a Pause, in order, and resumes
+// intake.
+type Resume struct{}
 
 type runEnded struct {
 	incarnation int

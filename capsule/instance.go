@@ -38,6 +38,9 @@ const (
 	// FailHost is a failure of the host around the call (bad result
 	// framing, an instance that cannot be created).
 	FailHost
+	// FailReadiness is a run-loop capsule that did not signal ready within
+	// its readiness timeout (decided by the supervisor).
+	FailReadiness
 )
 
 func (k FailureKind) String() string {
@@ -54,6 +57,8 @@ func (k FailureKind) String() string {
 		return "cancelled"
 	case FailHost:
 		return "host-error"
+	case FailReadiness:
+		return "readiness-timeout"
 	default:
 		return "unknown"
 	}

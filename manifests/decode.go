@@ -71,25 +71,23 @@ type parser struct {
 // origins records where each list element of the Manifest was declared, so
 // validation can point at it. Slices run parallel to the Manifest's.
 type origins struct {
-	components    []keyPath
-	publish       []entryOrigin
-	subscribe     []entryOrigin
-	imports       []keyPath
-	exports       []keyPath
-	env           []keyPath
-	tools         []keyPath
-	commands      []keyPath
-	uplinks       []keyPath
-	mcp           []keyPath
-	topics        []keyPath
-	provides      []keyPath
-	requires      []keyPath
-	importsTable  keyPath
-	hasImports    bool
-	capsUplink    keyPath
-	bindWorkers   keyPath
-	hostProcess   keyPath
-	astridVersion keyPath
+	components      []keyPath
+	publish         []entryOrigin
+	subscribe       []entryOrigin
+	imports         []keyPath
+	exports         []keyPath
+	env             []keyPath
+	tools           []keyPath
+	commands        []keyPath
+	uplinks         []keyPath
+	mcp             []keyPath
+	topics          []keyPath
+	provides        []keyPath
+	requires        []keyPath
+	importsTable    keyPath
+	bindWorkers     keyPath
+	allowPersistent keyPath
+	astridVersion   keyPath
 }
 
 // entryOrigin says where a publish/subscribe entry came from.

@@ -74,3 +74,33 @@ func TestManifestGolden(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsExample keeps the diagnostics example in docs/manifest.md true:
+// the TOML block after "Example: this manifest" must produce exactly the
+// text block after it.
+func TestDocsExample(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "manifest.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(doc)
+	i := strings.Index(s, "Example: this manifest")
+	if i < 0 {
+		t.Fatal("docs/manifest.md has no diagnostics example")
+	}
+	block := func(s, fence string) (string, string) {
+		start := strings.Index(s, fence)
+		if start < 0 {
+			t.Fatalf("no %s block", fence)
+		}
+		s = s[start+len(fence):]
+		end := strings.Index(s, "```")
+		return s[:end], s[end+3:]
+	}
+	src, rest := block(s[i:], "```toml\n")
+	want, _ := block(rest, "```text\n")
+	_, diags, _ := manifests.Parse("Capsule.toml", []byte(src))
+	if got := renderDiagnostics(diags); got != want {
+		t.Errorf("docs example is stale\n--- got\n%s--- docs\n%s", got, want)
+	}
+}

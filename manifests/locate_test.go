@@ -3,6 +3,7 @@ package manifests
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/BurntSushi/toml"
@@ -213,5 +214,20 @@ func TestKeyPathRendering(t *testing.T) {
 	x, y := base.key("x"), base.key("y")
 	if x.String() != "a.x" || y.String() != "a.y" {
 		t.Errorf("aliasing: %s %s", x, y)
+	}
+}
+
+// TestLocateCRLF: Windows line endings give the same positions.
+func TestLocateCRLF(t *testing.T) {
+	lf := locate([]byte(locateDoc))
+	crlfDoc := strings.ReplaceAll(locateDoc, "\n", "\r\n")
+	if _, err := toml.Decode(crlfDoc, new(map[string]any)); err != nil {
+		t.Fatalf("CRLF document is not valid TOML: %v", err)
+	}
+	crlf := locate([]byte(crlfDoc))
+	for k, want := range lf.pos {
+		if got, ok := crlf.pos[k]; !ok || got != want {
+			t.Errorf("%s: CRLF at %+v (found %v), LF at %+v", k, got, ok, want)
+		}
 	}
 }

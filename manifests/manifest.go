@@ -294,9 +294,12 @@ const (
 	CommandCLI   = "cli"
 )
 
-// ReservedCommandVerbs are the built-in `astrid capsule` verbs a
-// kind = "cli" command may not use.
-var ReservedCommandVerbs = []string{"install", "update", "remove", "list", "show", "config", "tree", "build", "check", "new", "run"}
+// reservedVerbs are the built-in `astrid capsule` verbs.
+var reservedVerbs = []string{"install", "update", "remove", "list", "show", "config", "tree", "build", "check", "new", "run"}
+
+// ReservedCommandVerbs returns the built-in `astrid capsule` verbs a
+// kind = "cli" command may not use (a fresh copy on each call).
+func ReservedCommandVerbs() []string { return append([]string(nil), reservedVerbs...) }
 
 // Uplink is one [[uplink]] descriptor.
 type Uplink struct {

@@ -153,12 +153,7 @@ func (p *parser) decodeComponent(t *tbl) {
 // inline one) and checks the form of every entry.
 func (p *parser) decodeCapabilities(t *tbl, root bool) Capabilities {
 	var c Capabilities
-	if b, ok := t.boolean("uplink"); ok {
-		c.Uplink = b
-		if root || p.org.capsUplink == nil {
-			p.org.capsUplink = t.at("uplink")
-		}
-	}
+	c.Uplink, _ = t.boolean("uplink")
 	c.Net = p.capList(t, "net", nil)
 	c.NetConnect = p.capList(t, "net_connect", checkNetConnect)
 	c.NetBind = p.capList(t, "net_bind", p.checkNetBind)
@@ -171,10 +166,12 @@ func (p *parser) decodeCapabilities(t *tbl, root bool) Capabilities {
 	c.FsRead = p.capList(t, "fs_read", p.checkFsPath)
 	c.FsWrite = p.capList(t, "fs_write", p.checkFsPath)
 	c.HostProcess = p.capList(t, "host_process", nil)
-	if c.HostProcess != nil && p.org.hostProcess == nil {
-		p.org.hostProcess = t.at("host_process")
+	if b, ok := t.boolean("allow_persistent"); ok {
+		c.AllowPersistent = b
+		if b && (root || p.org.allowPersistent == nil) {
+			p.org.allowPersistent = t.at("allow_persistent")
+		}
 	}
-	c.AllowPersistent, _ = t.boolean("allow_persistent")
 	c.Identity = p.capList(t, "identity", checkIdentity)
 	c.AllowPromptInjection, _ = t.boolean("allow_prompt_injection")
 	for _, k := range []string{"ipc_publish", "ipc_subscribe"} {
@@ -454,7 +451,7 @@ func (p *parser) decodeImports(root *tbl) {
 	if !ok {
 		return
 	}
-	p.org.importsTable, p.org.hasImports = t.path, true
+	p.org.importsTable = t.path
 	seen := make(map[string]keyPath)
 	for _, it := range p.ifaceItems(t, "imports") {
 		im := Import{Namespace: it.ns, Interface: it.iface}

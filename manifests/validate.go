@@ -289,7 +289,7 @@ func (p *parser) validateCommands() {
 			p.errorf(at.key("name"), "must not be empty")
 		case kindOK && c.Kind == CommandCLI && (len(c.Name) > 32 || !cliNameRe.MatchString(c.Name)):
 			p.errorf(at.key("name"), "invalid command name %s: a cli command name must match [a-z][a-z0-9-]* and be 1-32 characters", quoteString(c.Name))
-		case kindOK && c.Kind == CommandCLI && slices.Contains(ReservedCommandVerbs, c.Name):
+		case kindOK && c.Kind == CommandCLI && slices.Contains(reservedVerbs, c.Name):
 			p.errorf(at.key("name"), "command name %s is reserved by the built-in \"astrid capsule %s\"", quoteString(c.Name), c.Name)
 		}
 		if c.Name != "" {
@@ -363,8 +363,8 @@ func (p *parser) validateOther() {
 			p.checkTopicAt(p.org.topics[i], t.Name)
 		}
 	}
-	if m.Capabilities.AllowPersistent && len(m.Capabilities.HostProcess) == 0 {
-		p.warnf(keyPath{}.key("capabilities").key("allow_persistent"), "allow_persistent has no effect without host_process")
+	if m.Capabilities.AllowPersistent && len(m.Capabilities.HostProcess) == 0 && p.org.allowPersistent != nil {
+		p.warnf(p.org.allowPersistent, "allow_persistent has no effect without host_process")
 	}
 }
 

@@ -1,3 +1,5 @@
+//go:build !wasip1
+
 package sdk_test
 
 // These tests build real guests (the examples and capsule/testdata/guests)

@@ -41,6 +41,9 @@ type Config struct {
 	KVReplicas int
 	// CacheDir is the wazero compilation cache (default DataDir/cache/wazero).
 	CacheDir string
+	// File is the parsed node config file (astrid run --config); nil
+	// means no node-wide defaults and one_for_one everywhere.
+	File *FileConfig
 }
 
 // Node is one astrid node: the NATS connection (and embedded server), the
@@ -164,15 +167,22 @@ func (n *Node) publishEvent(topic string, body []byte) {
 
 // LoadReport says what Load did.
 type LoadReport struct {
-	Loaded   []string
-	Failed   map[string]error
+	// Loaded lists the capsules started, in boot order.
+	Loaded []string
+	// Failed maps a capsule id (or manifest path) to why it did not load.
+	Failed map[string]error
+	// NotReady lists capsules not ready within their readiness timeout.
 	NotReady []string
+	// Order is the boot order; Cycle the members of a dependency cycle.
+	Order, Cycle []string
 }
 
 // Load discovers capsules under paths (a Capsule.toml, a capsule dir or a
-// dir of capsule dirs), compiles and starts them, and waits up to each
-// capsule's readiness timeout for them to be ready. A capsule that fails
-// to load is reported and skipped; the others still start.
+// dir of capsule dirs), compiles them, and starts them in dependency order:
+// a capsule starts only when every capsule it imports from is ready (or
+// its readiness timeout passed). A capsule that fails to load is reported
+// and skipped; the others still start. Load returns when every capsule is
+// ready or its readiness timeout has passed.
 func (n *Node) Load(ctx context.Context, paths ...string) (*LoadReport, error) {
 	rep := &LoadReport{Failed: map[string]error{}}
 	var files []string
@@ -186,19 +196,23 @@ func (n *Node) Load(ctx context.Context, paths ...string) (*LoadReport, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("supervisor: no Capsule.toml under %s", strings.Join(paths, ", "))
 	}
-	seen := map[string]string{}
-	type pending struct {
-		id    string
-		ready chan struct{}
-		wait  time.Duration
+	type loaded struct {
+		m   *manifests.Manifest
+		mod *capsule.Module
 	}
-	var waits []pending
+	seen := map[string]string{}
+	var ms []*manifests.Manifest
+	byID := map[string]loaded{}
 	for _, f := range files {
 		m, diags, err := manifests.Load(f)
 		for _, d := range diags {
 			n.log.Warn().Str("manifest", f).Msg(d.String())
 		}
 		if err != nil {
+			rep.Failed[f] = err
+			continue
+		}
+		if m, err = n.cfg.File.apply(m); err != nil {
 			rep.Failed[f] = err
 			continue
 		}
@@ -214,29 +228,56 @@ func (n *Node) Load(ctx context.Context, paths ...string) (*LoadReport, error) {
 			n.log.Error().Err(err).Str("capsule", id).Msg("capsule not loaded")
 			continue
 		}
-		ready := make(chan struct{})
-		n.system.Root.Send(n.sup, &spawn{cfg: actors.CapsuleConfig{
-			Manifest: m, Module: mod, Transport: n.t, KV: n.kv, Router: n.router,
-			Logger: n.log, Owner: n.cfg.Owner, Env: defaultEnv(m),
-		}, ready: ready})
-		n.order = append(n.order, id)
-		waits = append(waits, pending{id: id, ready: ready, wait: m.Supervision.ReadinessTimeout})
-		rep.Loaded = append(rep.Loaded, id)
+		ms = append(ms, m)
+		byID[id] = loaded{m: m, mod: mod}
 	}
-	for _, w := range waits {
-		t := time.NewTimer(w.wait)
+	g := BuildGraph(ms)
+	if len(g.Cycle) > 0 {
+		n.log.Error().Strs("cycle", g.Cycle).Msg("dependency cycle; booting its members in discovery order")
+	}
+	for id, miss := range g.Unsatisfied {
+		n.log.Warn().Str("capsule", id).Strs("imports", miss).Msg("imports nobody provides; loading anyway")
+	}
+	ready := map[string]chan struct{}{}
+	wait := func(id string, d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
 		select {
-		case <-w.ready:
+		case <-ready[id]:
+			return true
 		case <-t.C:
-			rep.NotReady = append(rep.NotReady, w.id)
-			n.log.Warn().Str("capsule", w.id).Dur("timeout", w.wait).Msg("capsule not ready within its readiness timeout")
+			return false
 		case <-ctx.Done():
-			t.Stop()
+			return false
+		}
+	}
+	for _, id := range g.Order {
+		for _, dep := range g.Deps[id] {
+			if !wait(dep, byID[dep].m.Supervision.ReadinessTimeout) {
+				n.log.Warn().Str("capsule", id).Str("dependency", dep).Msg("dependency not ready; starting anyway")
+			}
+		}
+		if ctx.Err() != nil {
 			return rep, ctx.Err()
 		}
-		t.Stop()
+		l := byID[id]
+		ready[id] = make(chan struct{})
+		n.system.Root.Send(n.sup, &spawn{cfg: actors.CapsuleConfig{
+			Manifest: l.m, Module: l.mod, Transport: n.t, KV: n.kv, Router: n.router,
+			Logger: n.log, Owner: n.cfg.Owner, Env: defaultEnv(l.m),
+		}, group: n.cfg.File.groupOf(id), graph: &g, ready: ready[id]})
+		n.order = append(n.order, id)
+		rep.Loaded = append(rep.Loaded, id)
 	}
-	return rep, nil
+	for _, id := range g.Order {
+		if !wait(id, byID[id].m.Supervision.ReadinessTimeout) {
+			rep.NotReady = append(rep.NotReady, id)
+			n.log.Warn().Str("capsule", id).Msg("capsule not ready within its readiness timeout")
+		}
+	}
+	rep.Order = g.Order
+	rep.Cycle = g.Cycle
+	return rep, ctx.Err()
 }
 
 func (n *Node) compile(ctx context.Context, file string, m *manifests.Manifest) (*capsule.Module, error) {
@@ -349,3 +390,7 @@ func nodeKey(dir string) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// SetFileConfig sets the node config file's defaults and groups for
+// capsules loaded after the call.
+func (n *Node) SetFileConfig(fc *FileConfig) { n.cfg.File = fc }

@@ -22,10 +22,13 @@ const (
 	Stop
 	// Quarantine: restart intensity exceeded; the capsule stays down.
 	Quarantine
+	// Escalate: restart intensity exceeded and the policy says escalate:
+	// the capsule's group fails and the failure goes up the tree.
+	Escalate
 )
 
 func (d Directive) String() string {
-	return [...]string{"resume", "restart", "stop", "quarantine"}[d]
+	return [...]string{"resume", "restart", "stop", "quarantine", "escalate"}[d]
 }
 
 // tracker is the restart bookkeeping of one capsule, keyed by capsule id

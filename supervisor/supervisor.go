@@ -3,6 +3,8 @@ package supervisor
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -41,13 +43,28 @@ type Event struct {
 // spawn asks the supervisor actor to start a capsule actor.
 type spawn struct {
 	cfg   actors.CapsuleConfig
+	group GroupConfig
+	graph *Graph
 	ready chan struct{}
 }
 
 type list struct{}
 
+// readinessCheck fires when a run-loop incarnation's readiness timeout ends.
+type readinessCheck struct {
+	id          string
+	incarnation int
+}
+
+// restartDue fires when a capsule's backoff ends.
+type restartDue struct {
+	id     string
+	reason string
+}
+
 // supervisorActor is the parent of every capsule actor on the node. It
 // receives their lifecycle events, applies each capsule's restart policy
+// and its group's strategy, pauses dependents while a dependency restarts,
 // and publishes events.
 //
 // # Concurrency
@@ -58,54 +75,45 @@ type supervisorActor struct {
 	log      zerolog.Logger
 	capsules map[string]*child
 	byPID    map[string]*child
+	graph    *Graph
 }
 
 type child struct {
-	id      string
-	version string
-	pid     *actor.PID
-	runLoop bool
-	state   string
-	tr      tracker
-	ready   chan struct{} // closed at first readiness (boot wait)
-	restart int
-	last    string
+	id       string
+	version  string
+	pid      *actor.PID
+	runLoop  bool
+	state    string
+	tr       tracker
+	group    GroupConfig
+	ready    chan struct{} // closed at first readiness (boot wait)
+	inc      int
+	restart  int
+	last     string
+	readyTO  time.Duration
+	pausedBy map[string]bool // dependencies currently restarting
 }
 
 func (s *supervisorActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *spawn:
-		id := m.cfg.Manifest.ID()
-		c := &child{
-			id: id, version: m.cfg.Manifest.Package.VersionRaw, state: "starting",
-			runLoop: m.cfg.Module.Exports().Run, tr: tracker{policy: m.cfg.Manifest.Supervision}, ready: m.ready,
-		}
-		s.capsules[id] = c
-		props := actor.PropsFromProducer(actors.NewCapsuleActor(m.cfg),
-			actor.WithSupervisor(actor.NewOneForOneStrategy(3, time.Minute, func(reason any) actor.Directive {
-				s.log.Error().Interface("reason", reason).Str("capsule", id).Msg("panic in capsule actor")
-				return actor.RestartDirective
-			})))
-		pid, err := ctx.SpawnNamed(props, "capsule-"+id)
-		if err != nil {
-			s.log.Error().Err(err).Str("capsule", id).Msg("spawn failed")
-			c.state = "failed"
-			c.last = err.Error()
-			return
-		}
-		c.pid = pid
-		s.byPID[pid.Id] = c
+		s.spawn(ctx, m)
 	case *actors.CapsuleStarted:
 		c := s.capsules[m.ID]
 		if c == nil || c.state == "quarantined" {
 			return
 		}
 		c.state = "starting"
+		c.inc = m.Incarnation
 		verb := "started"
 		if m.Incarnation > 1 {
 			verb = "restarted"
 		}
 		s.emit(Event{Capsule: c.id, Version: c.version, Event: verb, Incarnation: m.Incarnation, Attempt: c.tr.attempt})
+		if c.runLoop {
+			root, self, inc := ctx.ActorSystem().Root, ctx.Self(), m.Incarnation
+			time.AfterFunc(c.readyTO, func() { root.Send(self, &readinessCheck{id: c.id, incarnation: inc}) })
+		}
 	case *actors.CapsuleReady:
 		c := s.capsules[m.ID]
 		if c == nil || c.state == "quarantined" {
@@ -118,6 +126,21 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 			c.ready = nil
 		}
 		s.emit(Event{Capsule: c.id, Version: c.version, Event: "ready", Incarnation: m.Incarnation})
+		s.resumeDependents(ctx, c)
+	case *readinessCheck:
+		c := s.capsules[m.id]
+		if c == nil || c.inc != m.incarnation || c.state != "starting" {
+			return
+		}
+		err := &capsule.TrapError{Capsule: c.id, Export: "run", Kind: capsule.FailReadiness,
+			Err: fmt.Errorf("not ready within %v", c.readyTO)}
+		s.failed(ctx, &actors.CapsuleFailed{ID: c.id, Incarnation: m.incarnation, Err: err, At: time.Now()})
+	case *restartDue:
+		c := s.capsules[m.id]
+		if c == nil || c.state == "quarantined" || c.pid == nil {
+			return
+		}
+		ctx.Send(c.pid, &actors.Restart{Reason: m.reason})
 	case *actors.CapsuleFailed:
 		s.failed(ctx, m)
 	case *list:
@@ -133,6 +156,110 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 	}
 }
 
+func (s *supervisorActor) spawn(ctx actor.Context, m *spawn) {
+	id := m.cfg.Manifest.ID()
+	if m.graph != nil {
+		s.graph = m.graph
+	}
+	c := &child{
+		id: id, version: m.cfg.Manifest.Package.VersionRaw, state: "starting",
+		runLoop: m.cfg.Module.Exports().Run, tr: tracker{policy: m.cfg.Manifest.Supervision}, ready: m.ready,
+		group: m.group, readyTO: m.cfg.Manifest.Supervision.ReadinessTimeout, pausedBy: map[string]bool{},
+	}
+	s.capsules[id] = c
+	props := actor.PropsFromProducer(actors.NewCapsuleActor(m.cfg),
+		actor.WithSupervisor(actor.NewOneForOneStrategy(3, time.Minute, func(reason any) actor.Directive {
+			s.log.Error().Interface("reason", reason).Str("capsule", id).Msg("panic in capsule actor")
+			return actor.RestartDirective
+		})))
+	pid, err := ctx.SpawnNamed(props, "capsule-"+id)
+	if err != nil {
+		s.log.Error().Err(err).Str("capsule", id).Msg("spawn failed")
+		c.state = "failed"
+		c.last = err.Error()
+		return
+	}
+	c.pid = pid
+	s.byPID[pid.Id] = c
+}
+
+// dependentsOf returns the loaded capsules that depend on id, transitively.
+func (s *supervisorActor) dependentsOf(id string) []*child {
+	if s.graph == nil {
+		return nil
+	}
+	var out []*child
+	for _, d := range s.graph.After(id) {
+		if c := s.capsules[d]; c != nil && c.pid != nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// pauseDependents holds the intake of every dependent of c while c is
+// down; messages wait in their mailboxes, in order.
+func (s *supervisorActor) pauseDependents(ctx actor.Context, c *child) {
+	for _, d := range s.dependentsOf(c.id) {
+		if len(d.pausedBy) == 0 {
+			ctx.Send(d.pid, &actors.Pause{})
+		}
+		d.pausedBy[c.id] = true
+	}
+}
+
+func (s *supervisorActor) resumeDependents(ctx actor.Context, c *child) {
+	for _, d := range s.dependentsOf(c.id) {
+		if !d.pausedBy[c.id] {
+			continue
+		}
+		delete(d.pausedBy, c.id)
+		if len(d.pausedBy) == 0 {
+			ctx.Send(d.pid, &actors.Resume{})
+		}
+	}
+}
+
+// siblings returns the group members a restart of c also restarts:
+// everyone else under one_for_all; under rest_for_one the members started
+// after c in boot order and c's dependents.
+func (s *supervisorActor) siblings(c *child) []*child {
+	var ids []string
+	switch c.group.Strategy {
+	case OneForAll:
+		for _, id := range c.group.Capsules {
+			if id != c.id {
+				ids = append(ids, id)
+			}
+		}
+	case RestForOne:
+		after := false
+		for _, id := range c.group.Capsules {
+			if id == c.id {
+				after = true
+				continue
+			}
+			if after {
+				ids = append(ids, id)
+			}
+		}
+		if s.graph != nil {
+			for _, d := range s.graph.After(c.id) {
+				if !slices.Contains(ids, d) {
+					ids = append(ids, d)
+				}
+			}
+		}
+	}
+	var out []*child
+	for _, id := range ids {
+		if sc := s.capsules[id]; sc != nil && sc.pid != nil && sc.state != "quarantined" {
+			out = append(out, sc)
+		}
+	}
+	return out
+}
+
 func (s *supervisorActor) failed(ctx actor.Context, m *actors.CapsuleFailed) {
 	c := s.capsules[m.ID]
 	if c == nil || c.state == "quarantined" {
@@ -143,6 +270,9 @@ func (s *supervisorActor) failed(ctx actor.Context, m *actors.CapsuleFailed) {
 	normal := errors.As(m.Err, &te) && te.Normal()
 	now := time.Now()
 	d, wait := c.tr.decide(kind, normal, c.runLoop, now)
+	if d == Quarantine && c.tr.policy.OnExhausted == "escalate" {
+		d = Escalate
+	}
 	c.last = m.Err.Error()
 	log := s.log.With().Str("capsule", c.id).Int("incarnation", m.Incarnation).Str("kind", kind.String()).
 		Str("directive", d.String()).Logger()
@@ -162,15 +292,28 @@ func (s *supervisorActor) failed(ctx actor.Context, m *actors.CapsuleFailed) {
 		ev.BackoffMs = float64(wait) / float64(time.Millisecond)
 		log.Warn().Err(m.Err).Dur("backoff", wait).Msg("capsule failed; restarting")
 		s.emit(ev)
-		root, pid := ctx.ActorSystem().Root, c.pid
-		time.AfterFunc(wait, func() { root.Send(pid, &actors.Restart{}) })
+		s.pauseDependents(ctx, c)
+		s.restartAfter(ctx, c, wait, kind.String())
+		for _, sib := range s.siblings(c) {
+			sib.state = "starting"
+			s.emit(Event{Capsule: sib.id, Version: sib.version, Event: "failed", Kind: "sibling-restart",
+				Reason: "restarted with " + c.id + " (" + c.group.Strategy + ")", Directive: "restart"})
+			s.restartAfter(ctx, sib, wait, "sibling "+c.id)
+		}
 	case Quarantine:
-		c.state = "quarantined"
-		log.Error().Err(m.Err).Int("max_restarts", c.tr.policy.MaxRestarts).Dur("within", c.tr.policy.Within).
-			Msg("capsule restart intensity exceeded; quarantined")
+		s.quarantine(ctx, c, m.Err.Error(), kind, ev, log)
+	case Escalate:
+		log.Error().Err(m.Err).Str("group", c.group.Name).Msg("capsule restart intensity exceeded; escalating: its group fails")
 		s.emit(ev)
-		s.emit(Event{Capsule: c.id, Version: c.version, Event: "quarantined", Reason: m.Err.Error(), Kind: kind.String()})
-		ctx.Send(c.pid, &actors.Quarantine{Reason: m.Err.Error()})
+		for _, id := range c.group.Capsules {
+			if gc := s.capsules[id]; gc != nil {
+				s.quarantine(ctx, gc, "group "+c.group.Name+" failed: "+m.Err.Error(), kind,
+					Event{Capsule: gc.id, Version: gc.version, Event: "failed", Kind: kind.String(), Directive: "escalate"}, log)
+			}
+		}
+		body, _ := json.Marshal(Event{Capsule: c.id, Event: "group-failed", Reason: m.Err.Error(), Kind: kind.String(),
+			Node: s.node.id, Time: now.UTC().Format(time.RFC3339Nano)})
+		s.node.publishEvent("astrid.v1.group."+c.group.Name+".failed", body)
 	case Stop:
 		c.state = "stopped"
 		if normal {
@@ -181,6 +324,24 @@ func (s *supervisorActor) failed(ctx actor.Context, m *actors.CapsuleFailed) {
 		}
 		s.emit(Event{Capsule: c.id, Version: c.version, Event: "stopped", Reason: m.Err.Error(), Kind: kind.String()})
 	}
+}
+
+func (s *supervisorActor) quarantine(ctx actor.Context, c *child, reason string, kind capsule.FailureKind, ev Event, log zerolog.Logger) {
+	if c.state == "quarantined" {
+		return
+	}
+	c.state = "quarantined"
+	log.Error().Str("reason", reason).Int("max_restarts", c.tr.policy.MaxRestarts).Dur("within", c.tr.policy.Within).
+		Msg("capsule quarantined")
+	s.emit(ev)
+	s.emit(Event{Capsule: c.id, Version: c.version, Event: "quarantined", Reason: reason, Kind: kind.String()})
+	ctx.Send(c.pid, &actors.Quarantine{Reason: reason})
+	// Dependents stay paused: their messages wait rather than fail.
+}
+
+func (s *supervisorActor) restartAfter(ctx actor.Context, c *child, wait time.Duration, reason string) {
+	root, self, id := ctx.ActorSystem().Root, ctx.Self(), c.id
+	time.AfterFunc(wait, func() { root.Send(self, &restartDue{id: id, reason: reason}) })
 }
 
 func (s *supervisorActor) emit(ev Event) {

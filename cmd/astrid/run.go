@@ -15,6 +15,7 @@ import (
 func runCmd(g *globals) *cobra.Command {
 	var cfg supervisor.Config
 	var drain time.Duration
+	var configFile string
 	cmd := &cobra.Command{
 		Use:   "run [flags] CAPSULE_DIR...",
 		Short: "Run a node supervising the capsules in the given directories",
@@ -34,6 +35,13 @@ reverse boot order within --drain; a second signal exits at once.`,
 				return usageError{err}
 			}
 			cfg.Logger = log
+			if configFile != "" {
+				fc, err := supervisor.LoadFileConfig(configFile)
+				if err != nil {
+					return &exitError{code: ExitFailure, err: err}
+				}
+				cfg.File = fc
+			}
 			ctx := cmd.Context()
 			node, err := supervisor.Start(ctx, cfg)
 			if err != nil {
@@ -73,6 +81,7 @@ reverse boot order within --drain; a second signal exits at once.`,
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "node config file (TOML): node-wide [supervision]/[limits] defaults and [[group]] strategies")
 	f.StringVar(&cfg.DataDir, "data", "astrid-data", "data directory (JetStream store, compilation cache, node key)")
 	f.StringVar(&cfg.NATSURL, "nats", "", "connect to this NATS server or cluster instead of starting an embedded one")
 	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", `embedded NATS client address ("none" for in-process only)`)

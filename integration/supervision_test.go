@@ -1,0 +1,180 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/capsule/capsuletest"
+	"github.com/astrid-go/astrid/supervisor"
+)
+
+// linkCapsule writes a capsule dir running the link guest as capsule name,
+// subscribed to "<name>.v1.in", exporting test:<name> and importing
+// test:<imp> for each imp.
+func linkCapsule(t *testing.T, name string, delayMs int, extra string, imports ...string) string {
+	t.Helper()
+	_, wasm := capsuletest.Build(t, "integration/testdata/guests/link")
+	dir := filepath.Join(t.TempDir(), name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "[package]\nname = %q\nversion = \"1.0.0\"\n\n[[component]]\nid = %q\nfile = \"link.wasm\"\n\n", name, name)
+	fmt.Fprintf(&b, "[subscribe]\n\"%s.v1.in\" = { wit = \"opaque\" }\n\n", name)
+	fmt.Fprintf(&b, "[exports]\n\"test:%s\" = \"1.0.0\"\n\n", name)
+	if len(imports) > 0 {
+		b.WriteString("[imports]\n")
+		for _, imp := range imports {
+			fmt.Fprintf(&b, "\"test:%s\" = \"^1.0\"\n", imp)
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "[env]\ntopic = { type = \"text\", default = \"%s.v1.in\" }\nready_delay_ms = { type = \"text\", default = \"%d\" }\n\n", name, delayMs)
+	b.WriteString(extra)
+	if err := os.WriteFile(filepath.Join(dir, "Capsule.toml"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "link.wasm"), wasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// eventIndex returns the position of the first astrid.v1.capsule.<id>.<verb>
+// event in the recording, or -1.
+func (n *node) eventIndex(id, verb string) int {
+	for i, m := range n.events.snapshot() {
+		if m.Topic == "astrid.v1.capsule."+id+"."+verb {
+			return i
+		}
+	}
+	return -1
+}
+
+// Capsules start in dependency order, each only after what it imports is
+// ready, whatever order they are discovered in.
+func TestIntegrationReadinessOrderedBoot(t *testing.T) {
+	root := t.TempDir()
+	// Discovery order is alphabetical: c-sink, b-mid, a-src; dependencies
+	// say a-src, then b-mid, then c-sink.
+	for _, d := range []string{
+		linkCapsule(t, "c-sink", 0, "", "b-mid"),
+		linkCapsule(t, "b-mid", 200, "", "a-src"),
+		linkCapsule(t, "a-src", 200, ""),
+	} {
+		if err := os.Rename(d, filepath.Join(root, filepath.Base(d))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := startNode(t)
+	rep, err := n.Load(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(rep.Order, ","); got != "a-src,b-mid,c-sink" {
+		t.Fatalf("boot order %s", got)
+	}
+	if len(rep.NotReady) > 0 {
+		t.Fatalf("not ready: %v", rep.NotReady)
+	}
+	n.event("c-sink", "ready", 10*time.Second)
+	for _, pair := range [][2]string{{"a-src", "b-mid"}, {"b-mid", "c-sink"}} {
+		ready, started := n.eventIndex(pair[0], "ready"), n.eventIndex(pair[1], "started")
+		if ready < 0 || started < 0 || started < ready {
+			t.Errorf("%s started (event %d) before %s was ready (event %d)", pair[1], started, pair[0], ready)
+		}
+	}
+	// Shutdown runs in reverse boot order: c-sink stops first.
+}
+
+func TestIntegrationDependencyCycleBootsInDiscoveryOrder(t *testing.T) {
+	n := startNode(t)
+	rep, err := n.Load(context.Background(), linkCapsule(t, "x-one", 0, "", "y-two"), linkCapsule(t, "y-two", 0, "", "x-one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Cycle) != 2 {
+		t.Fatalf("cycle %v, want both members", rep.Cycle)
+	}
+	if len(rep.NotReady) > 0 {
+		t.Fatalf("cycle members not ready: %v", rep.NotReady)
+	}
+}
+
+// rest_for_one on a three-capsule chain: when the source crashes, it and
+// everything started after it restart; messages sent to a dependent while
+// the source restarts wait and are delivered, none lost.
+func TestIntegrationRestForOneChain(t *testing.T) {
+	fast := "[supervision]\nbackoff_initial = \"50ms\"\nbackoff_max = \"100ms\"\n"
+	dirs := []string{
+		linkCapsule(t, "a-src", 0, fast),
+		linkCapsule(t, "b-mid", 0, fast, "a-src"),
+		linkCapsule(t, "c-sink", 0, fast, "b-mid"),
+	}
+	n := startNodeWith(t, &supervisor.FileConfig{Groups: []supervisor.GroupConfig{
+		{Name: "chain", Strategy: supervisor.RestForOne, Capsules: []string{"a-src", "b-mid", "c-sink"}},
+	}}, dirs...)
+	n.event("c-sink", "ready", 10*time.Second)
+
+	// b-mid answers before the crash.
+	if got := n.req("b-mid.v1.in", `{"before":1}`, "").Data; string(got) != `{"before":1}` {
+		t.Fatalf("b-mid before crash: %s", got)
+	}
+	if err := n.client.Publish(&bus.Message{Topic: "a-src.v1.in", Payload: []byte(`{"crash":true}`)}); err != nil {
+		t.Fatal(err)
+	}
+	n.event("a-src", "restarted", 10*time.Second)
+	n.event("b-mid", "restarted", 10*time.Second)
+	n.event("c-sink", "restarted", 10*time.Second)
+	if got := n.countEvents("b-mid", "restarted") + n.countEvents("c-sink", "restarted"); got != 2 {
+		t.Errorf("%d dependent restarts, want 2", got)
+	}
+	// After the restarts every link answers again.
+	for _, id := range []string{"a-src", "b-mid", "c-sink"} {
+		n.events.waitFor(t, 10*time.Second, id+" ready again", func(bus.Message) bool {
+			c := 0
+			for _, m := range n.events.snapshot() {
+				if m.Topic == "astrid.v1.capsule."+id+".ready" {
+					c++
+				}
+			}
+			return c >= 2
+		})
+		want := fmt.Sprintf(`{"after":%q}`, id)
+		if got := n.req(id+".v1.in", want, "").Data; string(got) != want {
+			t.Errorf("%s after restart: %s", id, got)
+		}
+	}
+}
+
+func startNodeWith(t *testing.T, fc *supervisor.FileConfig, dirs ...string) *node {
+	t.Helper()
+	n := startNode(t)
+	n.Node.SetFileConfig(fc)
+	rep, err := n.Load(context.Background(), dirs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Failed) > 0 {
+		t.Fatalf("load failures: %v", rep.Failed)
+	}
+	return n
+}
+
+// A run loop that never signals ready is failed by its readiness timeout
+// and restarted; with a tight budget it ends quarantined.
+func TestIntegrationReadinessTimeout(t *testing.T) {
+	n := startNode(t, capsuleDir(t, "capsule/testdata/guests/neverready",
+		"[supervision]\nreadiness_timeout = \"200ms\"\nmax_restarts = 1\nbackoff_initial = \"10ms\"\nbackoff_max = \"20ms\""))
+	ev := n.event("neverready", "failed", 10*time.Second)
+	if ev.Kind != "readiness-timeout" {
+		t.Errorf("failed event kind %q, want readiness-timeout", ev.Kind)
+	}
+	n.event("neverready", "quarantined", 10*time.Second)
+}
