@@ -2,7 +2,10 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"hash/fnv"
+	"strconv"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -68,6 +71,8 @@ type CapsuleActor struct {
 	// arrived meanwhile, in order.
 	paused bool
 	stash  []*Invoke
+	// crashes counts crashes per message fingerprint (poison detection).
+	crashes map[uint64]int
 }
 
 var _ actor.Actor = (*CapsuleActor)(nil)
@@ -77,11 +82,12 @@ func NewCapsuleActor(cfg CapsuleConfig) actor.Producer {
 	return func() actor.Actor {
 		m := cfg.Manifest
 		a := &CapsuleActor{
-			cfg:    cfg,
-			id:     m.ID(),
-			log:    cfg.Logger.With().Str("capsule", m.ID()).Str("capsule_version", m.Package.VersionRaw).Logger(),
-			inbox:  hoststate.NewInbox(m.Limits.MailboxSize),
-			status: "starting",
+			cfg:     cfg,
+			id:      m.ID(),
+			log:     cfg.Logger.With().Str("capsule", m.ID()).Str("capsule_version", m.Package.VersionRaw).Logger(),
+			inbox:   hoststate.NewInbox(m.Limits.MailboxSize),
+			status:  "starting",
+			crashes: map[uint64]int{},
 		}
 		for i, ic := range m.Interceptors() {
 			a.bindings = append(a.bindings, hoststate.Binding{
@@ -245,24 +251,97 @@ func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
 			Data: []byte("capsule " + a.id + " is not running")}, false)
 		return
 	}
-	st := a.state
-	st.BeginInvocation(m.Msg)
-	res, err := a.inst.Invoke(m.Action, payload)
-	replied := st.Replied()
-	st.EndInvocation()
-	if err != nil {
-		a.failed(ctx, err, m.Msg)
-		res = capsule.Result{Kind: capsule.Errored, Code: "capsule-failed", Data: []byte(failureText(a.id, err))}
-		// The next message gets a fresh instance right away, unless the
-		// supervisor quarantines the capsule first (it answers before the
-		// next message is processed only if it is quicker; either way the
-		// new instance is closed by Quarantine).
+	fp := fingerprint(m.Msg, payload)
+	sup := a.cfg.Manifest.Supervision
+	if a.crashes[fp] >= sup.PoisonThreshold {
+		// A known poison message: park it without touching the capsule.
+		a.deadLetter(m.Msg, payload, "poison message: crashed the capsule "+itoa(a.crashes[fp])+" times", a.crashes[fp])
+		m.chain.complete(m.level, m.index, capsule.Result{Kind: capsule.Errored, Code: "dead-lettered",
+			Data: []byte("message dead-lettered: it crashed capsule " + a.id + " repeatedly")}, false)
+		return
+	}
+	for attempt := 0; ; attempt++ {
+		st := a.state
+		st.BeginInvocation(m.Msg)
+		res, err := a.inst.Invoke(m.Action, payload)
+		replied := st.Replied()
+		st.EndInvocation()
+		if err == nil {
+			if res.Kind == capsule.Errored {
+				a.log.Warn().Str("action", m.Action).Str("topic", m.Msg.Topic).Bytes("error", res.Data).Msg("handler error")
+			}
+			m.chain.complete(m.level, m.index, res, replied)
+			return
+		}
+		a.crashes[fp]++
+		if len(a.crashes) > 4096 {
+			clear(a.crashes) // bounded memory; poison detection restarts
+			a.crashes[fp] = 1
+		}
+		// Only the first crash of a message counts toward the restart
+		// intensity: a poison message must not burn the budget.
+		a.failed(ctx, err, m.Msg, a.crashes[fp] > 1)
+		// The next message (or the retry) gets a fresh instance at once.
 		a.incarnate(ctx)
+		if replied || a.inst == nil || a.quarantined != "" {
+			m.chain.complete(m.level, m.index, capsule.Result{Kind: capsule.Errored, Code: "capsule-failed",
+				Data: []byte(failureText(a.id, err))}, replied)
+			return
+		}
+		if sup.OnCrash == "retry" && attempt == 0 && a.crashes[fp] < sup.PoisonThreshold {
+			a.log.Info().Str("topic", m.Msg.Topic).Msg("retrying the message that crashed the capsule")
+			continue
+		}
+		a.deadLetter(m.Msg, payload, failureText(a.id, err), a.crashes[fp])
+		m.chain.complete(m.level, m.index, capsule.Result{Kind: capsule.Errored, Code: "capsule-failed",
+			Data: []byte(failureText(a.id, err) + "; message dead-lettered")}, false)
+		return
 	}
-	if res.Kind == capsule.Errored && err == nil {
-		a.log.Warn().Str("action", m.Action).Str("topic", m.Msg.Topic).Bytes("error", res.Data).Msg("handler error")
+}
+
+// fingerprint identifies a message for poison detection: same topic,
+// principal and payload.
+func fingerprint(m *bus.Message, payload []byte) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(m.Topic))
+	h.Write([]byte{0})
+	h.Write([]byte(m.Principal))
+	h.Write([]byte{0})
+	h.Write(payload)
+	return h.Sum64()
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// DeadLetter is the JSON body published on astrid.v1.deadletter.
+type DeadLetter struct {
+	Capsule   string          `json:"capsule"`
+	Topic     string          `json:"topic"`
+	Principal string          `json:"principal,omitempty"`
+	Reason    string          `json:"reason"`
+	Crashes   int             `json:"crashes"`
+	Payload   json.RawMessage `json:"payload,omitempty"`
+	PayloadB  []byte          `json:"payload_bytes,omitempty"`
+	Time      string          `json:"time"`
+}
+
+// DeadLetterTopic is where messages that crashed a capsule are parked.
+const DeadLetterTopic = "astrid.v1.deadletter"
+
+func (a *CapsuleActor) deadLetter(msg *bus.Message, payload []byte, reason string, crashes int) {
+	dl := DeadLetter{Capsule: a.id, Topic: msg.Topic, Principal: msg.Principal, Reason: reason, Crashes: crashes,
+		Time: time.Now().UTC().Format(time.RFC3339Nano)}
+	if json.Valid(payload) {
+		dl.Payload = payload
+	} else {
+		dl.PayloadB = payload
 	}
-	m.chain.complete(m.level, m.index, res, replied)
+	body, _ := json.Marshal(dl)
+	a.log.Warn().Str("topic", msg.Topic).Str("reason", reason).Msg("message dead-lettered")
+	if err := a.cfg.Transport.Publish(&bus.Message{Topic: DeadLetterTopic, Payload: body,
+		Principal: msg.Principal, Attribution: msg.Attribution, Origin: bus.OriginSystem}); err != nil {
+		a.log.Error().Err(err).Msg("dead letter not published")
+	}
 }
 
 func failureText(id string, err error) string {
@@ -273,9 +352,9 @@ func failureText(id string, err error) string {
 	return "capsule " + id + " failed"
 }
 
-func (a *CapsuleActor) failed(ctx actor.Context, err error, msg *bus.Message) {
+func (a *CapsuleActor) failed(ctx actor.Context, err error, msg *bus.Message, repeat bool) {
 	a.status = "failed"
-	ctx.Send(a.parent, &CapsuleFailed{ID: a.id, Incarnation: a.inc, Err: err, Message: msg, At: time.Now()})
+	ctx.Send(a.parent, &CapsuleFailed{ID: a.id, Incarnation: a.inc, Err: err, Message: msg, Repeat: repeat, At: time.Now()})
 }
 
 func (a *CapsuleActor) runEnded(ctx actor.Context, m *runEnded) {

@@ -65,6 +65,9 @@ type CapsuleFailed struct {
 	Err         error
 	// Message is the message being handled when it failed, if any.
 	Message *bus.Message
+	// Repeat is set when the same message already crashed the capsule: it
+	// does not count toward the restart intensity again.
+	Repeat bool
 	At      time.Time
 }
 

@@ -50,7 +50,7 @@ type ServerConfig struct {
 	// ClusterName, ClusterListen and Routes configure clustering: the
 	// cluster name, the route listen address host:port (same rules as
 	// Listen, "" for none) and the route URLs of the other members
-	// (nats-route://host:port).
+	// (nats-route://host:port). Clustering needs a client listener.
 	ClusterName   string
 	ClusterListen string
 	Routes        []string
@@ -125,6 +125,10 @@ func (cfg *ServerConfig) options() (*server.Options, error) {
 		opts.StoreDir = cfg.DataDir
 	}
 	if cfg.ClusterListen != "" || cfg.ClusterName != "" || len(cfg.Routes) > 0 {
+		if opts.DontListen {
+			// nats-server starts routing only after its client listener.
+			return nil, errors.New("clustering needs a client listener (Listen)")
+		}
 		opts.Cluster.Name = cfg.ClusterName
 		if cfg.ClusterListen != "" {
 			host, port, err := parseListen(cfg.ClusterListen)

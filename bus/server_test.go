@@ -73,7 +73,8 @@ func TestStartServerErrors(t *testing.T) {
 		{name: "bad listen address", cfg: bus.ServerConfig{Listen: "nonsense"}},
 		{name: "bad port", cfg: bus.ServerConfig{Listen: "127.0.0.1:99999"}},
 		{name: "port in use", cfg: bus.ServerConfig{Listen: busy}},
-		{name: "bad route", cfg: bus.ServerConfig{ClusterName: "c", ClusterListen: "127.0.0.1:-1", Routes: []string{"::"}}},
+		{name: "bad route", cfg: bus.ServerConfig{Listen: "-1", ClusterName: "c", ClusterListen: "127.0.0.1:-1", Routes: []string{"::"}}},
+		{name: "cluster without client listener", cfg: bus.ServerConfig{ClusterName: "c", ClusterListen: "127.0.0.1:-1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,13 +135,13 @@ func TestServerCluster(t *testing.T) {
 		t.Skip("cluster formation is slow")
 	}
 	t.Parallel()
-	a, err := bus.StartServer(bus.ServerConfig{ServerName: "a", ClusterName: "c", ClusterListen: "127.0.0.1:-1", NoLog: true}, zerolog.Nop())
+	a, err := bus.StartServer(bus.ServerConfig{ServerName: "a", Listen: "-1", ClusterName: "c", ClusterListen: "127.0.0.1:-1", NoLog: true}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Shutdown()
 	route := "nats-route://" + a.NATS().ClusterAddr().String()
-	b, err := bus.StartServer(bus.ServerConfig{ServerName: "b", ClusterName: "c", ClusterListen: "127.0.0.1:-1", Routes: []string{route}, NoLog: true}, zerolog.Nop())
+	b, err := bus.StartServer(bus.ServerConfig{ServerName: "b", Listen: "-1", ClusterName: "c", ClusterListen: "127.0.0.1:-1", Routes: []string{route}, NoLog: true}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

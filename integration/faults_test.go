@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +39,7 @@ func (n *node) okReply(topic, want string) {
 func TestIntegrationTrapFreshInstance(t *testing.T) {
 	n := startNode(t, capsuleDir(t, "capsule/testdata/guests/trap", ""))
 	for i := range 3 {
-		e := n.errorReply("trap.v1.boom", `{}`, "capsule-failed")
+		e := n.errorReply("trap.v1.boom", fmt.Sprintf(`{"attempt":%d}`, i), "capsule-failed")
 		if !strings.Contains(e, "trap") {
 			t.Errorf("attempt %d: error %q does not name the trap", i, e)
 		}
@@ -88,8 +90,9 @@ func TestIntegrationGuestExitCode(t *testing.T) {
 // max_restarts, and then answers with a typed "quarantined" error.
 func TestIntegrationHandlerCrashLoopQuarantined(t *testing.T) {
 	n := startNode(t, capsuleDir(t, "capsule/testdata/guests/trap", "[supervision]\nmax_restarts = 2\nwithin = \"1m\""))
-	for range 3 {
-		n.errorReply("trap.v1.boom", `{}`, "capsule-failed")
+	for i := range 3 {
+		// Distinct messages: each crash counts once toward the intensity.
+		n.errorReply("trap.v1.boom", fmt.Sprintf(`{"n":%d}`, i), "capsule-failed")
 	}
 	ev := n.event("trap", "quarantined", 5*time.Second)
 	if ev.Kind != "trap" {
@@ -134,5 +137,41 @@ func TestIntegrationRunLoopNormalEnd(t *testing.T) {
 	n.event("exit", "stopped", 10*time.Second)
 	if got := n.countEvents("exit", "restarted"); got != 0 {
 		t.Errorf("transient capsule restarted %d times after a normal end", got)
+	}
+}
+
+// The message being handled when a capsule crashes is retried once on a
+// fresh instance, then dead-lettered with the reason; the same message sent
+// again is parked at once instead of burning the restart budget.
+func TestIntegrationPoisonMessageDeadLettered(t *testing.T) {
+	n := startNode(t, capsuleDir(t, "capsule/testdata/guests/trap", "[supervision]\nmax_restarts = 1\nwithin = \"1m\""))
+	dead := record(t, n.client, "astrid.v1.deadletter")
+	e := n.errorReply("trap.v1.boom", `{"poison":1}`, "capsule-failed")
+	if !strings.Contains(e, "dead-lettered") {
+		t.Errorf("first crash reply %q does not say dead-lettered", e)
+	}
+	for range 4 {
+		n.errorReply("trap.v1.boom", `{"poison":1}`, "")
+	}
+	n.errorReply("trap.v1.boom", `{"poison":1}`, "dead-lettered")
+	n.okReply("trap.v1.ok", "ok")
+	m := dead.waitFor(t, 5*time.Second, "dead letter", func(bus.Message) bool { return true })
+	var dl struct {
+		Capsule, Topic, Reason string
+		Crashes                int
+		Payload                json.RawMessage
+	}
+	if err := json.Unmarshal(m.Payload, &dl); err != nil {
+		t.Fatal(err)
+	}
+	if dl.Capsule != "trap" || dl.Topic != "trap.v1.boom" || string(dl.Payload) != `{"poison":1}` || dl.Crashes != 2 {
+		t.Errorf("dead letter %+v", dl)
+	}
+	infos, _ := n.Capsules(time.Second)
+	if len(infos) != 1 || infos[0].State == "quarantined" {
+		t.Errorf("a single poison message quarantined the capsule: %+v", infos)
+	}
+	if got := n.countEvents("trap", "quarantined"); got != 0 {
+		t.Errorf("%d quarantined events", got)
 	}
 }

@@ -269,7 +269,17 @@ func (s *supervisorActor) failed(ctx actor.Context, m *actors.CapsuleFailed) {
 	var te *capsule.TrapError
 	normal := errors.As(m.Err, &te) && te.Normal()
 	now := time.Now()
-	d, wait := c.tr.decide(kind, normal, c.runLoop, now)
+	var (
+		d    Directive
+		wait time.Duration
+	)
+	if m.Repeat && !c.runLoop {
+		// A message that already crashed the capsule is being retried or
+		// parked: it must not exhaust the restart budget on its own.
+		d = Resume
+	} else {
+		d, wait = c.tr.decide(kind, normal, c.runLoop, now)
+	}
 	if d == Quarantine && c.tr.policy.OnExhausted == "escalate" {
 		d = Escalate
 	}
