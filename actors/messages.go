@@ -68,7 +68,7 @@ type CapsuleFailed struct {
 	// Repeat is set when the same message already crashed the capsule: it
 	// does not count toward the restart intensity again.
 	Repeat bool
-	At      time.Time
+	At     time.Time
 }
 
 // Kind returns the failure classification of the event.

@@ -184,4 +184,3 @@ func (fc *FileConfig) groupOf(id string) GroupConfig {
 	}
 	return GroupConfig{Name: id, Strategy: OneForOne, Capsules: []string{id}}
 }
-
