@@ -73,6 +73,8 @@ type CapsuleActor struct {
 	stash  []*Invoke
 	// crashes counts crashes per message fingerprint (poison detection).
 	crashes map[uint64]int
+	// mb bounds the Invokes queued for this actor.
+	mb *Mailbox
 }
 
 var _ actor.Actor = (*CapsuleActor)(nil)
@@ -88,6 +90,7 @@ func NewCapsuleActor(cfg CapsuleConfig) actor.Producer {
 			inbox:   hoststate.NewInbox(m.Limits.MailboxSize),
 			status:  "starting",
 			crashes: map[uint64]int{},
+			mb:      NewMailbox(m.Limits.MailboxSize, m.Limits.Overflow),
 		}
 		for i, ic := range m.Interceptors() {
 			a.bindings = append(a.bindings, hoststate.Binding{
@@ -109,10 +112,11 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 		// Bind first: messages that arrive before the instance exists wait
 		// in the mailbox, and readiness then implies routability.
 		if a.cfg.Router != nil {
-			a.cfg.Router.Add(a.id, a.self, a.bindings)
+			a.cfg.Router.Add(a.id, a.self, a.bindings, a.mb)
 		}
 		a.incarnate(ctx)
 	case *Invoke:
+		m.mb.release()
 		a.invoke(ctx, m)
 	case *Deliver:
 		a.inbox.Push(&hoststate.Delivery{Handle: m.Handle, Msg: m.Msg})
@@ -230,6 +234,11 @@ func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
 		return
 	}
 	if a.cfg.Module.Exports().Run {
+		if a.cfg.Manifest.Limits.Overflow != "drop_oldest" && a.inbox.Full() {
+			m.chain.complete(m.level, m.index, capsule.Result{Kind: capsule.Errored, Code: "backpressure",
+				Data: []byte("capsule " + a.id + " inbox is full")}, false)
+			return
+		}
 		// Never enter an instance whose run export is executing: deliver
 		// through recv, tagged with the action. The run loop answers a
 		// requester itself with ipc_reply.

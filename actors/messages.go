@@ -20,6 +20,7 @@ type Invoke struct {
 	chain  *chain
 	level  int
 	index  int
+	mb     *Mailbox
 }
 
 // Deliver queues msg on the capsule's recv path (plain subscriptions of a

@@ -50,6 +50,66 @@ type route struct {
 	pattern  string
 	priority uint32
 	handle   uint64
+	mb       *Mailbox
+}
+
+// Mailbox bounds the Invokes queued for one capsule actor and applies its
+// [limits] overflow policy: "reject" (and "drop_oldest", which only a
+// run-loop inbox can honour) answers the sender with a typed backpressure
+// error at once; "block" makes the NATS callback wait for room, pushing
+// back on the publisher through NATS flow control.
+//
+// # Concurrency
+//
+// Goroutine-safe: the router acquires slots, the actor releases them.
+type Mailbox struct {
+	slots  chan struct{}
+	policy string
+}
+
+// NewMailbox returns a mailbox holding at most size Invokes.
+func NewMailbox(size int, policy string) *Mailbox {
+	if size < 1 {
+		size = 1
+	}
+	return &Mailbox{slots: make(chan struct{}, size), policy: policy}
+}
+
+// acquire takes a slot; wait allows blocking under the block policy.
+func (mb *Mailbox) acquire(wait bool) bool {
+	if mb == nil {
+		return true
+	}
+	if wait && mb.policy == "block" {
+		mb.slots <- struct{}{}
+		return true
+	}
+	select {
+	case mb.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// release frees the slot of one Invoke; the actor calls it when it takes
+// the Invoke off its mailbox.
+func (mb *Mailbox) release() {
+	if mb == nil {
+		return
+	}
+	select {
+	case <-mb.slots:
+	default:
+	}
+}
+
+// Len returns how many Invokes hold a slot.
+func (mb *Mailbox) Len() int {
+	if mb == nil {
+		return 0
+	}
+	return len(mb.slots)
 }
 
 // NewRouter returns a router publishing replies through t and sending to
@@ -61,12 +121,14 @@ func NewRouter(t *Transport, root *actor.RootContext, log zerolog.Logger) *Route
 	return r
 }
 
-// Add registers the bindings of capsule id, served by pid.
-func (r *Router) Add(id string, pid *actor.PID, bindings []hoststate.Binding) {
+// Add registers (or replaces) the bindings of capsule id, served by pid
+// through mailbox mb.
+func (r *Router) Add(id string, pid *actor.PID, bindings []hoststate.Binding, mb *Mailbox) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.all = slices.DeleteFunc(r.all, func(rt route) bool { return rt.capsule == id })
 	for _, b := range bindings {
-		r.all = append(r.all, route{capsule: id, pid: pid, action: b.Action, pattern: b.Topic, priority: b.Priority, handle: b.HandleID})
+		r.all = append(r.all, route{capsule: id, pid: pid, action: b.Action, pattern: b.Topic, priority: b.Priority, handle: b.HandleID, mb: mb})
 	}
 	r.publishLocked()
 	for _, b := range bindings {
@@ -188,7 +250,16 @@ func (c *chain) start(level int) {
 		c.pending.Store(int32(len(lv)))
 	}
 	for i, rt := range lv {
-		c.r.root.Send(rt.pid, &Invoke{Msg: c.msg, Action: rt.action, Handle: rt.handle, chain: c, level: level, index: i})
+		// Only the first level runs on the NATS callback, where blocking
+		// pushes back on the publisher; later levels run on actors, which
+		// must not block on each other.
+		if !rt.mb.acquire(level == 0) {
+			c.r.log.Warn().Str("capsule", rt.capsule).Str("topic", c.msg.Topic).Msg("mailbox full; message refused")
+			c.complete(level, i, capsule.Result{Kind: capsule.Errored, Code: "backpressure",
+				Data: []byte("capsule " + rt.capsule + " mailbox is full")}, false)
+			continue
+		}
+		c.r.root.Send(rt.pid, &Invoke{Msg: c.msg, Action: rt.action, Handle: rt.handle, chain: c, level: level, index: i, mb: rt.mb})
 	}
 }
 

@@ -84,6 +84,16 @@ func benchRun(b *testing.B) *run { return &run{tb: b, b: b, n: b.N, metrics: map
 
 func testRun(t testing.TB, n int) *run { return &run{tb: t, n: n, metrics: map[string]float64{}} }
 
+// pause resets the timer and leaves it stopped, for paths that time part
+// of each op with resume and stop.
+func (r *run) pause() {
+	runtime.GC()
+	if r.b != nil {
+		r.b.ResetTimer()
+		r.b.StopTimer()
+	}
+}
+
 // start begins the timed region (setup before it is not measured).
 func (r *run) start() {
 	runtime.GC()
@@ -154,27 +164,11 @@ type env struct {
 }
 
 // startNode starts a node with a fresh data dir and the shared compile
-// cache, and loads dirs (none is fine).
+// cache, and loads dirs (none is fine). It is shut down when tb ends.
 func startNode(tb testing.TB, dirs ...string) *env {
 	tb.Helper()
-	ctx := context.Background()
-	n, err := supervisor.Start(ctx, supervisor.Config{
-		DataDir:    tb.TempDir(),
-		NATSListen: "127.0.0.1:-1",
-		NodeID:     "bench",
-		CacheDir:   cacheDir,
-		Logger:     zerolog.Nop(),
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := n.Shutdown(ctx); err != nil {
-			tb.Errorf("shutdown: %v", err)
-		}
-	})
+	n, shutdown := bareNode(tb)
+	tb.Cleanup(shutdown)
 	nc, err := nats.Connect(n.ClientURL(), nats.Name("bench-client"))
 	if err != nil {
 		tb.Fatal(err)
@@ -195,16 +189,45 @@ func startNode(tb testing.TB, dirs ...string) *env {
 	return e
 }
 
+// bareNode starts a node; the caller must call shutdown.
+func bareNode(tb testing.TB) (*supervisor.Node, func()) {
+	tb.Helper()
+	n, err := supervisor.Start(context.Background(), supervisor.Config{
+		DataDir:    tb.TempDir(),
+		NATSListen: "127.0.0.1:-1",
+		NodeID:     "bench",
+		CacheDir:   cacheDir,
+		Logger:     zerolog.Nop(),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := n.Shutdown(ctx); err != nil {
+			tb.Errorf("shutdown: %v", err)
+		}
+	}
+}
+
+// loadAll loads capsule dirs into n and fails unless every capsule is
+// loaded and ready.
+func loadAll(tb testing.TB, n *supervisor.Node, dirs ...string) {
+	tb.Helper()
+	rep, err := n.Load(context.Background(), dirs...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(rep.Failed) > 0 || len(rep.NotReady) > 0 || len(rep.Loaded) != len(dirs) {
+		tb.Fatalf("load: %d of %d loaded; failed %v, not ready %v", len(rep.Loaded), len(dirs), rep.Failed, rep.NotReady)
+	}
+}
+
 // load loads capsule dirs and fails unless every capsule is loaded and ready.
 func (e *env) load(dirs ...string) {
 	e.tb.Helper()
-	rep, err := e.node.Load(context.Background(), dirs...)
-	if err != nil {
-		e.tb.Fatal(err)
-	}
-	if len(rep.Failed) > 0 || len(rep.NotReady) > 0 {
-		e.tb.Fatalf("load: failed %v, not ready %v", rep.Failed, rep.NotReady)
-	}
+	loadAll(e.tb, e.node, dirs...)
 }
 
 // waitCount waits for the next {"count":N} on bench.v1.done.

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -173,5 +174,46 @@ func TestIntegrationPoisonMessageDeadLettered(t *testing.T) {
 	}
 	if got := n.countEvents("trap", "quarantined"); got != 0 {
 		t.Errorf("%d quarantined events", got)
+	}
+}
+
+// A full mailbox is answered with a typed backpressure error at once, never
+// silently dropped or left to time out.
+func TestIntegrationMailboxOverflowAnswered(t *testing.T) {
+	n := startNode(t, capsuleDir(t, "capsule/testdata/guests/abi", "[limits]\nmailbox_size = 2\noverflow = \"reject\""))
+	const total = 8
+	type result struct {
+		code string
+		err  error
+	}
+	results := make(chan result, total)
+	for i := range total {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			resp, err := n.client.Request(ctx, &bus.Message{Topic: "abi.v1.call.sleep", Payload: fmt.Appendf(nil, `{"ms":300,"i":%d}`, i)})
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			results <- result{code: resp.Header.Get(bus.HeaderError)}
+		}()
+	}
+	ok, refused := 0, 0
+	for range total {
+		r := <-results
+		switch {
+		case r.err != nil:
+			t.Errorf("request not answered: %v", r.err)
+		case r.code == "":
+			ok++
+		case strings.HasPrefix(r.code, "backpressure"):
+			refused++
+		default:
+			t.Errorf("unexpected error reply %q", r.code)
+		}
+	}
+	if ok == 0 || refused == 0 || ok+refused != total {
+		t.Errorf("ok=%d refused=%d of %d: want both, and every request answered", ok, refused, total)
 	}
 }
