@@ -29,6 +29,8 @@ type CapsuleConfig struct {
 	Owner string
 	// Env is the resolved non-secret configuration.
 	Env map[string]string
+	// Secrets resolves secret-typed [env] keys.
+	Secrets hoststate.SecretStore
 }
 
 // CapsuleActor runs one capsule: it owns the capsule's current wazero
@@ -160,6 +162,7 @@ func (a *CapsuleActor) stateConfig() hoststate.Config {
 		Owner:     a.cfg.Owner,
 		Env:       a.cfg.Env,
 		Bindings:  a.bindings,
+		Secrets:   a.cfg.Secrets,
 	}
 	for _, e := range m.Env {
 		if e.Type == "secret" {

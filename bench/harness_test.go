@@ -34,14 +34,24 @@ import (
 // runtime of the test binary: "warm compile cache" in the rows.
 var cacheDir string
 
+// TestMain makes the compilation cache: a fresh temp dir, or the dir named
+// by ASTRID_BENCH_CACHE, kept across runs (so a profiled run does not
+// profile the first compile).
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "astrid-bench-cache-")
-	if err != nil {
-		panic(err)
+	dir := os.Getenv("ASTRID_BENCH_CACHE")
+	keep := dir != ""
+	if !keep {
+		d, err := os.MkdirTemp("", "astrid-bench-cache-")
+		if err != nil {
+			panic(err)
+		}
+		dir = d
 	}
 	cacheDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	if !keep {
+		os.RemoveAll(dir)
+	}
 	os.Exit(code)
 }
 
@@ -189,15 +199,34 @@ func startNode(tb testing.TB, dirs ...string) *env {
 	return e
 }
 
-// bareNode starts a node; the caller must call shutdown.
+// nodeLogger is silent unless BENCH_LOG names a level (warn, debug...):
+// node logs go to stderr then, for diagnosing a failing benchmark.
+func nodeLogger() zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(os.Getenv("BENCH_LOG"))
+	if err != nil || lvl == zerolog.NoLevel {
+		return zerolog.Nop()
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	return zerolog.New(os.Stderr).Level(lvl).With().Timestamp().Logger()
+}
+
+// bareNode starts a node on a fresh data dir; the caller must call
+// shutdown.
 func bareNode(tb testing.TB) (*supervisor.Node, func()) {
 	tb.Helper()
+	return bareNodeAt(tb, tb.TempDir())
+}
+
+// bareNodeAt starts a node on dataDir (which may hold a previous node's
+// state: its key, install records and JetStream store).
+func bareNodeAt(tb testing.TB, dataDir string) (*supervisor.Node, func()) {
+	tb.Helper()
 	n, err := supervisor.Start(context.Background(), supervisor.Config{
-		DataDir:    tb.TempDir(),
+		DataDir:    dataDir,
 		NATSListen: "127.0.0.1:-1",
 		NodeID:     "bench",
 		CacheDir:   cacheDir,
-		Logger:     zerolog.Nop(),
+		Logger:     nodeLogger(),
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -231,25 +260,25 @@ func (e *env) load(dirs ...string) {
 }
 
 // waitCount waits for the next {"count":N} on bench.v1.done.
-func (e *env) waitCount() int {
-	e.tb.Helper()
+func (e *env) waitCount(tb testing.TB) int {
+	tb.Helper()
 	select {
 	case b := <-e.done:
 		var v struct{ Count int }
 		if err := json.Unmarshal(b, &v); err != nil {
-			e.tb.Fatalf("done payload %q: %v", b, err)
+			tb.Fatalf("done payload %q: %v", b, err)
 		}
 		return v.Count
 	case <-time.After(waitLong):
-		e.tb.Fatalf("no done message within %v", waitLong)
+		tb.Fatalf("no done message within %v", waitLong)
 		return 0
 	}
 }
 
 // request sends payload on topic as an outside client claiming principal
 // ("" for none) and fails on a transport error or a typed error reply.
-func (e *env) request(topic string, payload []byte, principal string) []byte {
-	e.tb.Helper()
+func (e *env) request(tb testing.TB, topic string, payload []byte, principal string) []byte {
+	tb.Helper()
 	m := nats.NewMsg(topic)
 	m.Data = payload
 	if principal != "" {
@@ -257,10 +286,10 @@ func (e *env) request(topic string, payload []byte, principal string) []byte {
 	}
 	resp, err := e.client.RequestMsg(m, waitLong)
 	if err != nil {
-		e.tb.Fatalf("request %s: %v", topic, err)
+		tb.Fatalf("request %s: %v", topic, err)
 	}
 	if v := resp.Header.Get(bus.HeaderError); v != "" {
-		e.tb.Fatalf("request %s: error reply %q", topic, v)
+		tb.Fatalf("request %s: error reply %q", topic, v)
 	}
 	return resp.Data
 }
@@ -329,7 +358,11 @@ func manifest(name string, subscribe map[string]string, publish []string, extra 
 	for _, t := range topics {
 		fmt.Fprintf(&b, "%q = { wit = \"opaque\", handler = %q }\n", t, subscribe[t])
 	}
-	b.WriteString("\n[limits]\ncall_timeout = \"5m\"\n\n[supervision]\nmax_restarts = 1000000\nwithin = \"1s\"\n")
+	// overflow = "block": an unthrottled publisher is slowed down through
+	// NATS flow control instead of having messages refused (the default
+	// "reject" answers them with a backpressure error, which a one-way
+	// publisher never sees).
+	b.WriteString("\n[limits]\ncall_timeout = \"5m\"\noverflow = \"block\"\n\n[supervision]\nmax_restarts = 1000000\nwithin = \"1s\"\n")
 	b.WriteString(extra)
 	return b.String()
 }
@@ -349,8 +382,21 @@ func srcCapsule(tb testing.TB) string {
 		"bench.v1.kv.get":     "kvget",
 		"bench.v1.boom":       "boom",
 		"bench.v1.ok":         "ok",
-	}, []string{"bench.v1.c2c", "bench.v1.void"}, "")
+	}, []string{"bench.v1.c2c", "bench.v1.void"}, "on_crash = \"deadletter\"\n")
 	return capsuleDir(tb, tb.TempDir(), "bench-src", "sink.wasm", m, path)
+}
+
+// retryCapsule binds boom and ok of the sink guest under the default
+// on_crash = "retry": a message that crashes the handler is retried once
+// on a fresh instance before it is dead-lettered.
+func retryCapsule(tb testing.TB) string {
+	tb.Helper()
+	path, _ := capsuletest.Build(tb, sinkGuest)
+	m := manifest("bench-retry", map[string]string{
+		"bench.v1.retry.boom": "boom",
+		"bench.v1.retry.ok":   "ok",
+	}, nil, "")
+	return capsuleDir(tb, tb.TempDir(), "bench-retry", "sink.wasm", m, path)
 }
 
 // sinkCapsule is bench/guests/sink with its own Capsule.toml: it counts

@@ -43,7 +43,7 @@ func hostCallAstrid(r *run, e *env, op hostOp) {
 		if op.fresh {
 			p = freshPrincipal()
 		}
-		rep := parseLoopReply(r.tb, e.request(op.topic, []byte(strconv.Itoa(k)), p))
+		rep := parseLoopReply(r.tb, e.request(r.tb, op.topic, []byte(strconv.Itoa(k)), p))
 		if rep.Calls != k {
 			r.tb.Fatalf("%s: guest made %d calls, want %d", op.name, rep.Calls, k)
 		}

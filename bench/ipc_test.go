@@ -58,7 +58,7 @@ func ipcRawNATS(r *run, e *env) {
 func ipcAstrid(r *run, e *env) {
 	r.start()
 	publishN(r, e, "bench.v1.sink")
-	got := e.waitCount()
+	got := e.waitCount(r.tb)
 	r.stop()
 	if got != r.n {
 		r.tb.Fatalf("sink capsule counted %d of %d messages", got, r.n)
@@ -208,19 +208,19 @@ const c2cChunk = 30000
 func c2cAstrid(r *run, e *env, oneBudget bool) {
 	r.start()
 	if oneBudget {
-		rep := parseLoopReply(r.tb, e.request("bench.v1.blastwait", []byte(strconv.Itoa(r.n)), ""))
+		rep := parseLoopReply(r.tb, e.request(r.tb, "bench.v1.blastwait", []byte(strconv.Itoa(r.n)), ""))
 		r.metrics["budget-waits"] = float64(rep.Waits)
 	} else {
 		for left := r.n; left > 0; left -= c2cChunk {
 			k := min(left, c2cChunk)
-			rep := parseLoopReply(r.tb, e.request("bench.v1.blast", []byte(strconv.Itoa(k)), freshPrincipal()))
+			rep := parseLoopReply(r.tb, e.request(r.tb, "bench.v1.blast", []byte(strconv.Itoa(k)), freshPrincipal()))
 			if rep.Sent != k {
 				r.tb.Fatalf("blast sent %d, want %d", rep.Sent, k)
 			}
 		}
 	}
-	e.request("bench.v1.flush", []byte(`{}`), "")
-	got := e.waitCount()
+	e.request(r.tb, "bench.v1.flush", []byte(`{}`), "")
+	got := e.waitCount(r.tb)
 	r.stop()
 	if got != r.n {
 		r.tb.Fatalf("bench-sink counted %d of %d", got, r.n)

@@ -37,8 +37,9 @@ const (
 	// HeaderSig is the HMAC-SHA256 of the envelope, base64url without
 	// padding.
 	HeaderSig = "Astrid-Sig"
-	// HeaderError marks a reply as a typed error: its value is the ABI
-	// error name (for example "capability-denied") and the body the detail.
+	// HeaderError marks a reply as a typed error: its value is
+	// "<code>: <detail>" and the body an ErrorReply (see Conn.ReplyError).
+	// It is not covered by the signature.
 	HeaderError = "Astrid-Error"
 )
 

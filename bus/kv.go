@@ -378,7 +378,10 @@ func (k *KV) scan(ctx context.Context, ns, escPrefix string, withValues bool, fn
 		// Stop no new callback starts, so emptying the channel frees it.
 		for {
 			select {
-			case <-w.Updates():
+			case _, ok := <-w.Updates():
+				if !ok {
+					return
+				}
 			default:
 				return
 			}

@@ -23,8 +23,12 @@
 //
 // Engine and Module are goroutine-safe. An Instance is not: its owning
 // capsule actor is the only caller. Instance.Close and Instance.Dead may be
-// called from any goroutine; cancelling the State's context stops a call in
-// progress (WithCloseOnContextDone).
+// called from any goroutine; Close, or cancelling the State's context,
+// stops a call in progress, including one blocked in a host function, and
+// that call reports FailCancelled (WithCloseOnContextDone plus the call
+// context handed to blocking host functions). A call whose deadline or
+// cancellation fired while it ran is reported as such even if the guest
+// managed to return.
 //
 // # Errors
 //

@@ -53,6 +53,8 @@ func hostFunctionSignatures() map[string]signature {
 		"sys_random_bytes":         {types(i32, i32), types(i64), hostRandom},
 		"sys_signal_ready":         {nil, types(i64), hostSignalReady},
 		"result_read":              {types(i32, i32), types(i64), hostResultRead},
+		"sys_elicit":               {types(i32, i32, i32, i32), types(i64), hostElicit},
+		"sys_has_secret":           {types(i32, i32), types(i64), hostHasSecret},
 	}
 }
 
@@ -298,7 +300,9 @@ func hostKVClear(ctx context.Context, in *Instance, mod api.Module, s []uint64) 
 }
 
 func hostLog(_ context.Context, in *Instance, mod api.Module, s []uint64) int64 {
-	n := min(s[2], hoststate.MaxLogMessageBytes)
+	// i32 arguments arrive in uint64 stack slots whose upper 32 bits are
+	// not guaranteed to be zero: truncate before comparing.
+	n := min(uint64(uint32(s[2])), hoststate.MaxLogMessageBytes)
 	msg, ok := readString(mod, s[1], n)
 	if !ok {
 		return fail(in, errBadPointer)
@@ -364,4 +368,31 @@ func hostResultRead(_ context.Context, in *Instance, mod api.Module, s []uint64)
 		return -int64(hoststate.CodeInvalidInput)
 	}
 	return int64(len(slot))
+}
+
+func hostElicit(_ context.Context, in *Instance, mod api.Module, s []uint64) int64 {
+	req, ok := read(mod, s[0], s[1])
+	if !ok {
+		return fail(in, errBadPointer)
+	}
+	ans, err := in.state.Elicit(append([]byte(nil), req...))
+	if err != nil {
+		return fail(in, err)
+	}
+	return out(in, mod, s[2], s[3], ans)
+}
+
+func hostHasSecret(_ context.Context, in *Instance, mod api.Module, s []uint64) int64 {
+	key, ok := readString(mod, s[0], s[1])
+	if !ok {
+		return fail(in, errBadPointer)
+	}
+	has, err := in.state.HasSecret(key)
+	if err != nil {
+		return fail(in, err)
+	}
+	if has {
+		return 1
+	}
+	return 0
 }

@@ -177,6 +177,7 @@ type Instance struct {
 	mod     api.Module
 	state   *hoststate.State
 	ctx     context.Context // carries the Instance for host functions
+	cancel  context.CancelFunc
 	timeout time.Duration
 	stderr  *guestWriter
 	stdout  *guestWriter
@@ -196,7 +197,8 @@ func (m *Module) Instantiate(st *hoststate.State, cfg InstanceConfig) (*Instance
 	if in.timeout <= 0 {
 		in.timeout = 30 * time.Second
 	}
-	in.ctx = context.WithValue(st.Context(), instanceKey{}, in)
+	base, cancel := context.WithCancel(st.Context())
+	in.ctx, in.cancel = context.WithValue(base, instanceKey{}, in), cancel
 	in.stdout = newGuestWriter(cfg.Logger, "stdout")
 	in.stderr = newGuestWriter(cfg.Logger, "stderr")
 	mc := wazero.NewModuleConfig().
@@ -252,6 +254,9 @@ func (in *Instance) Close() {
 	if in.dead.Swap(true) {
 		return
 	}
+	// Cancelling the instance context ends a blocking host call (sleep,
+	// recv, kv) of a call in progress at once.
+	in.cancel()
 	if in.mod != nil {
 		// The exit code is what a call in progress reports; a plain Close
 		// (code 0) would read as a normal proc_exit(0).
@@ -260,7 +265,8 @@ func (in *Instance) Close() {
 }
 
 func (in *Instance) classify(export string, ctx context.Context, err error) error {
-	in.dead.Store(true)
+	closedByHost := in.dead.Swap(true)
+	in.cancel()
 	if in.mod != nil {
 		_ = in.mod.Close(context.Background())
 	}
@@ -273,7 +279,7 @@ func (in *Instance) classify(export string, ctx context.Context, err error) erro
 		te.Kind = FailCancelled
 	case ctx.Err() == context.DeadlineExceeded && in.state.Context().Err() == nil:
 		te.Kind = FailDeadline
-	case in.state.Context().Err() != nil:
+	case in.state.Context().Err() != nil, closedByHost:
 		te.Kind = FailCancelled
 	case in.stderr.oom || outOfMemory(te.Stderr, err):
 		te.Kind = FailMemory
@@ -284,6 +290,17 @@ func (in *Instance) classify(export string, ctx context.Context, err error) erro
 		te.Kind = FailTrap
 	}
 	return te
+}
+
+// overran reports a call that returned normally although its context ended
+// while it ran (a blocking host call returned cancelled and the guest
+// returned before wazero closed the module): the call still failed its
+// deadline or was stopped, so the outcome must not depend on that race.
+func (in *Instance) overran(export string, ctx context.Context) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	return in.classify(export, ctx, ctx.Err())
 }
 
 func outOfMemory(stderr string, err error) bool {
@@ -354,6 +371,9 @@ func (in *Instance) Invoke(action string, payload []byte) (Result, error) {
 	if err := in.hook.CallWithStack(ctx, in.stack[:]); err != nil {
 		return Result{}, in.classify("astrid_hook_trigger", ctx, err)
 	}
+	if err := in.overran("astrid_hook_trigger", ctx); err != nil {
+		return Result{}, err
+	}
 	packed := in.stack[0]
 	rptr, rlen := uint32(packed>>32), uint32(packed)
 	if rlen == 0 {
@@ -380,7 +400,9 @@ func (in *Instance) Run() error {
 	if _, err := in.run.Call(in.ctx); err != nil {
 		return in.classify("run", in.ctx, err)
 	}
-	return nil
+	// A loop that returned because the host stopped it (recv or sleep
+	// reported cancelled/closed) was cancelled; it did not end normally.
+	return in.overran("run", in.ctx)
 }
 
 // HasRun reports whether the instance is a run-loop capsule.
@@ -442,6 +464,9 @@ func (in *Instance) lifecycle(name string, fn api.Function, timeout time.Duratio
 	res, err := fn.Call(ctx, params...)
 	if err != nil {
 		return in.classify(name, ctx, err)
+	}
+	if err := in.overran(name, ctx); err != nil {
+		return err
 	}
 	rptr, rlen := uint32(res[0]>>32), uint32(res[0])
 	if rlen == 0 {

@@ -27,6 +27,11 @@
 // the State meanwhile. Inbox, SignalReady/Ready and Cancel are the
 // goroutine-safe exceptions.
 //
+// Blocking host functions (Recv, Sleep, the KV methods) take the guest
+// call's context, which carries the call deadline; they also end when the
+// incarnation context ends. Calls made after Cancel fail with closed
+// (non-blocking) or cancelled (blocking).
+//
 // # Errors
 //
 // Every failing method returns an *Error whose Code is the ABI error code;

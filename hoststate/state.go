@@ -114,6 +114,12 @@ type Config struct {
 	Phase Phase
 	// PreviousVersion is set in PhaseUpgrade.
 	PreviousVersion string
+	// Secrets resolves secret-typed [env] keys live (never cached here);
+	// nil means no secret store (secret keys read as not-found).
+	Secrets SecretStore
+	// Elicitor answers elicit calls in the install/upgrade phases; nil
+	// means elicit fails with internal.
+	Elicitor Elicitor
 }
 
 // State is the per-incarnation host state behind every host function a
@@ -143,6 +149,8 @@ type State struct {
 	bindings   []Binding
 	phase      Phase
 	prevVer    string
+	secrets    SecretStore
+	elicitor   Elicitor
 
 	// caller is the message being handled (the invocation context); nil
 	// between invocations and after an empty poll.
@@ -198,6 +206,8 @@ func New(ctx context.Context, cfg Config, t Transport, kv KVStore, inbox *Inbox,
 		bindings:  cfg.Bindings,
 		phase:     cfg.Phase,
 		prevVer:   cfg.PreviousVersion,
+		secrets:   cfg.Secrets,
+		elicitor:  cfg.Elicitor,
 		limiter:   NewRateLimiter(cfg.IPCBytesPerSecond),
 		transport: t,
 		kv:        kv,
@@ -848,7 +858,7 @@ func (s *State) Log(level int32, msg string) {
 // memory; until the secret store lands they resolve to not-found.
 func (s *State) GetConfig(key string) (string, error) {
 	if _, secret := s.secretKeys[key]; secret {
-		return "", errf(CodeNotFound, "secret %q is not set", key)
+		return s.secret(key)
 	}
 	v, ok := s.env[key]
 	if !ok {

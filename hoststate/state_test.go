@@ -24,7 +24,7 @@ import (
 // real *bus.Conn. (Importing actors here would be an import cycle.)
 type transport struct{ conn *bus.Conn }
 
-func (t transport) Publish(m *bus.Message) error              { return t.conn.Publish(m) }
+func (t transport) Publish(m *bus.Message) error               { return t.conn.Publish(m) }
 func (t transport) Reply(subject string, m *bus.Message) error { return t.conn.Reply(subject, m) }
 func (t transport) Subscribe(pattern string, deliver func(*bus.Message)) (func(), error) {
 	return t.conn.SubscribeMessages(t.conn.Subjects().Route(pattern), deliver)
@@ -548,7 +548,6 @@ func TestKVListLimit(t *testing.T) {
 		t.Fatalf("KVListKeys = %d keys, %v", len(keys), err)
 	}
 }
-
 
 func TestSysCalls(t *testing.T) {
 	e := newEnv(t)

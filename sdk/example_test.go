@@ -10,9 +10,9 @@ import (
 	"github.com/astrid-go/astrid/sdk"
 )
 
-// A handler-only capsule registers its handlers in init; main never runs.
+// A handler-only capsule registers its handlers in init (main never runs);
+// the action names are the handler values of its [subscribe] entries.
 func ExampleHandle() {
-	// func init() {
 	sdk.Handle("example.echo", func(c *sdk.Call) sdk.Result {
 		return sdk.Final(c.Payload())
 	})
@@ -23,7 +23,6 @@ func ExampleHandle() {
 		}
 		return sdk.Reply(map[string]string{"greeting": "hello " + in.Name})
 	})
-	// }
 	// Output:
 }
 

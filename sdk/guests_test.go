@@ -76,6 +76,8 @@ var hostFunctions = map[string]sig{
 	"sys_random_bytes":         ret(i32, i32),
 	"sys_signal_ready":         ret(),
 	"result_read":              ret(i32, i32),
+	"sys_elicit":               ret(i32, i32, i32, i32),
+	"sys_has_secret":           ret(i32, i32),
 }
 
 // guestExports is the guest export table of docs/abi.md.
@@ -112,12 +114,18 @@ var guests = []struct {
 
 var (
 	buildDir   string
-	buildMu    sync.Mutex
-	builtWasm  = map[string][]byte{}
-	buildErr   = map[string]error{}
-	wasmCache  = wazero.NewCompilationCache()
 	moduleRoot string
+	wasmCache  = wazero.NewCompilationCache()
+	buildsMu   sync.Mutex
+	builds     = map[string]*build{}
 )
+
+// build is one guest built once per test binary.
+type build struct {
+	once sync.Once
+	wasm []byte
+	err  error
+}
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sdk-guests-")
@@ -142,38 +150,43 @@ func guestWasm(t testing.TB, dir string) []byte {
 	if err != nil {
 		t.Skipf("no go toolchain to build guests: %v", err)
 	}
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if b, ok := builtWasm[dir]; ok {
-		return b
+	buildsMu.Lock()
+	b := builds[dir]
+	if b == nil {
+		b = &build{}
+		builds[dir] = b
 	}
-	if err := buildErr[dir]; err != nil {
-		t.Fatal(err)
+	buildsMu.Unlock()
+	b.once.Do(func() {
+		outFile := filepath.Join(buildDir, strings.ReplaceAll(dir, "/", "_")+".wasm")
+		cmd := exec.Command(goBin, "build", "-buildmode=c-shared", "-o", outFile, "./"+dir)
+		cmd.Dir = moduleRoot
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("build %s: %v\n%s", dir, err, msg)
+			return
+		}
+		b.wasm, b.err = os.ReadFile(outFile)
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	outFile := filepath.Join(buildDir, strings.ReplaceAll(dir, "/", "_")+".wasm")
-	cmd := exec.Command(goBin, "build", "-buildmode=c-shared", "-o", outFile, "./"+dir)
-	cmd.Dir = moduleRoot
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		buildErr[dir] = fmt.Errorf("build %s: %v\n%s", dir, err, msg)
-		t.Fatal(buildErr[dir])
-	}
-	b, err := os.ReadFile(outFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	builtWasm[dir] = b
-	return b
+	return b.wasm
 }
 
-func newRuntime(t testing.TB) wazero.Runtime {
+// newRuntime returns a runtime with WASI. The interpreter compiles a Go
+// guest ~10x faster than the compiler, which matters most under -race; only
+// the long-running memory test uses the compiler.
+func newRuntime(t testing.TB, compiler bool) wazero.Runtime {
 	t.Helper()
 	ctx := context.Background()
-	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().
-		WithCompilationCache(wasmCache).
-		// No WithCloseOnContextDone: it starts a goroutine per call
-		// (~0.7 µs), and these tests never cancel a call.
-		WithMemoryLimitPages(1024))
+	cfg := wazero.NewRuntimeConfigInterpreter()
+	if compiler {
+		cfg = wazero.NewRuntimeConfigCompiler()
+	}
+	// No WithCloseOnContextDone: it starts a goroutine per call (~0.7 µs),
+	// and these tests never cancel a call.
+	r := wazero.NewRuntimeWithConfig(ctx, cfg.WithCompilationCache(wasmCache).WithMemoryLimitPages(1024))
 	t.Cleanup(func() { _ = r.Close(ctx) })
 	wasi_snapshot_preview1.MustInstantiate(ctx, r)
 	return r
@@ -182,7 +195,8 @@ func newRuntime(t testing.TB) wazero.Runtime {
 func TestGuestExports(t *testing.T) {
 	for _, g := range guests {
 		t.Run(g.dir, func(t *testing.T) {
-			r := newRuntime(t)
+			t.Parallel()
+			r := newRuntime(t, false)
 			cm, err := r.CompileModule(context.Background(), guestWasm(t, g.dir))
 			if err != nil {
 				t.Fatal(err)
@@ -234,7 +248,7 @@ func TestGuestExports(t *testing.T) {
 // TestABIGuestImportsEveryHostFunction proves the abi test guest reaches
 // every host function, so host tests driving it cover the whole ABI.
 func TestABIGuestImportsEveryHostFunction(t *testing.T) {
-	r := newRuntime(t)
+	r := newRuntime(t, false)
 	cm, err := r.CompileModule(context.Background(), guestWasm(t, "capsule/testdata/guests/abi"))
 	if err != nil {
 		t.Fatal(err)
@@ -341,7 +355,12 @@ type instance struct {
 
 func instantiate(t testing.TB, dir string, h *scriptedHost) *instance {
 	t.Helper()
-	r := newRuntime(t)
+	return instantiateWith(t, dir, h, false)
+}
+
+func instantiateWith(t testing.TB, dir string, h *scriptedHost, compiler bool) *instance {
+	t.Helper()
+	r := newRuntime(t, compiler)
 	if h == nil {
 		h = newScriptedHost(nil)
 	}
@@ -533,12 +552,15 @@ func TestGuestHostErrors(t *testing.T) {
 // plateaus at ~12 MiB here. Without the yield this guest exhausts its 64 MiB
 // within a few thousand calls and traps.
 func TestGuestMemoryStaysFlat(t *testing.T) {
+	if raceEnabled {
+		t.Skip("slow under -race, and the guest's GC does not depend on the race detector")
+	}
 	calls := 100_000
 	if testing.Short() {
 		calls = 20_000
 	}
 	const ceiling = 24 << 20
-	in := instantiate(t, "capsule/testdata/guests/abi", nil)
+	in := instantiateWith(t, "capsule/testdata/guests/abi", nil, true)
 	payload := []byte(`{"kib":16}`)
 	for range calls {
 		in.trigger("garbage", payload)

@@ -42,3 +42,5 @@ func resultRead(outPtr unsafe.Pointer, outCap uint32) int64 {
 	copy(unsafe.Slice((*byte)(outPtr), outCap), noHostDetail)
 	return int64(len(noHostDetail))
 }
+func sysElicit(unsafe.Pointer, uint32, unsafe.Pointer, uint32) int64 { return noHost }
+func sysHasSecret(unsafe.Pointer, uint32) int64                      { return noHost }

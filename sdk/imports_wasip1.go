@@ -70,3 +70,9 @@ func sysSignalReady() int64
 
 //go:wasmimport astrid_v1 result_read
 func resultRead(outPtr unsafe.Pointer, outCap uint32) int64
+
+//go:wasmimport astrid_v1 sys_elicit
+func sysElicit(reqPtr unsafe.Pointer, reqLen uint32, outPtr unsafe.Pointer, outCap uint32) int64
+
+//go:wasmimport astrid_v1 sys_has_secret
+func sysHasSecret(keyPtr unsafe.Pointer, keyLen uint32) int64

@@ -27,10 +27,15 @@ import (
 //	name = "pipeline"
 //	strategy = "rest_for_one"   # one_for_one | one_for_all | rest_for_one
 //	capsules = ["source", "transform", "sink"]
+//
+//	[answers.weather]        # answers to install/upgrade elicit prompts
+//	UNITS = "metric"
 type FileConfig struct {
 	Supervision map[string]any `toml:"supervision"`
 	Limits      map[string]any `toml:"limits"`
 	Groups      []GroupConfig  `toml:"group"`
+	// Answers pre-answers elicit requests: [answers.<capsule>] KEY = value.
+	Answers map[string]map[string]any `toml:"answers"`
 }
 
 // GroupConfig is one [[group]] of the node config.

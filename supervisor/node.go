@@ -67,6 +67,10 @@ type Node struct {
 	router *actors.Router
 	sup    *actor.PID
 	order  []string // boot order, for reverse shutdown
+
+	records  *records
+	secrets  *FileSecrets
+	elicitor *busElicitor
 }
 
 // Start brings up NATS, the engine and the supervisor. No capsule is
@@ -123,6 +127,16 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.t = actors.NewTransport(n.conn)
+	if n.records, err = openRecords(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if n.secrets, err = NewFileSecrets(filepath.Join(cfg.DataDir, "secrets")); err != nil {
+		return nil, err
+	}
+	n.elicitor = &busElicitor{t: n.t, log: n.log.With().Str("component", "elicit").Logger()}
+	if cfg.File != nil {
+		n.elicitor.answers = cfg.File.Answers
+	}
 	n.engine, err = capsule.NewEngine(capsule.EngineConfig{
 		CacheDir: cmp.Or(cfg.CacheDir, filepath.Join(cfg.DataDir, "cache", "wazero")),
 		Logger:   n.log,
@@ -196,13 +210,9 @@ func (n *Node) Load(ctx context.Context, paths ...string) (*LoadReport, error) {
 	if len(files) == 0 {
 		return nil, fmt.Errorf("supervisor: no Capsule.toml under %s", strings.Join(paths, ", "))
 	}
-	type loaded struct {
-		m   *manifests.Manifest
-		mod *capsule.Module
-	}
 	seen := map[string]string{}
 	var ms []*manifests.Manifest
-	byID := map[string]loaded{}
+	byID := map[string]*candidate{}
 	for _, f := range files {
 		m, diags, err := manifests.Load(f)
 		for _, d := range diags {
@@ -222,14 +232,17 @@ func (n *Node) Load(ctx context.Context, paths ...string) (*LoadReport, error) {
 			continue
 		}
 		seen[id] = f
-		mod, err := n.compile(ctx, f, m)
+		c, err := n.compile(ctx, f, m)
+		if err == nil {
+			c, err = n.lifecycle(ctx, c)
+		}
 		if err != nil {
 			rep.Failed[id] = err
 			n.log.Error().Err(err).Str("capsule", id).Msg("capsule not loaded")
 			continue
 		}
-		ms = append(ms, m)
-		byID[id] = loaded{m: m, mod: mod}
+		ms = append(ms, c.m)
+		byID[id] = c
 	}
 	g := BuildGraph(ms)
 	if len(g.Cycle) > 0 {
@@ -264,7 +277,7 @@ func (n *Node) Load(ctx context.Context, paths ...string) (*LoadReport, error) {
 		ready[id] = make(chan struct{})
 		n.system.Root.Send(n.sup, &spawn{cfg: actors.CapsuleConfig{
 			Manifest: l.m, Module: l.mod, Transport: n.t, KV: n.kv, Router: n.router,
-			Logger: n.log, Owner: n.cfg.Owner, Env: defaultEnv(l.m),
+			Logger: n.log, Owner: n.cfg.Owner, Env: defaultEnv(l.m), Secrets: n.secrets,
 		}, group: n.cfg.File.groupOf(id), graph: &g, ready: ready[id]})
 		n.order = append(n.order, id)
 		rep.Loaded = append(rep.Loaded, id)
@@ -280,7 +293,7 @@ func (n *Node) Load(ctx context.Context, paths ...string) (*LoadReport, error) {
 	return rep, ctx.Err()
 }
 
-func (n *Node) compile(ctx context.Context, file string, m *manifests.Manifest) (*capsule.Module, error) {
+func (n *Node) compile(ctx context.Context, file string, m *manifests.Manifest) (*candidate, error) {
 	if len(m.Components) == 0 {
 		return nil, fmt.Errorf("capsule %s: no [[component]] with a wasm file", m.ID())
 	}
@@ -289,13 +302,17 @@ func (n *Node) compile(ctx context.Context, file string, m *manifests.Manifest) 
 	if err != nil {
 		return nil, fmt.Errorf("capsule %s: %w (build it with `make examples`)", m.ID(), err)
 	}
+	mb, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	mod, err := n.engine.Compile(ctx, wasm, m.Limits.MemoryPages)
 	if err != nil {
 		return nil, fmt.Errorf("capsule %s: %w", m.ID(), err)
 	}
 	n.log.Debug().Str("capsule", m.ID()).Str("wasm_hash", mod.Hash()[:12]).Dur("elapsed", time.Since(start)).Msg("compiled")
-	return mod, nil
+	return &candidate{file: file, m: m, mod: mod, wasm: wasm, manifest: mb}, nil
 }
 
 // defaultEnv resolves [env] defaults of non-secret keys to strings.
@@ -391,6 +408,14 @@ func nodeKey(dir string) ([]byte, error) {
 	return key, nil
 }
 
-// SetFileConfig sets the node config file's defaults and groups for
-// capsules loaded after the call.
-func (n *Node) SetFileConfig(fc *FileConfig) { n.cfg.File = fc }
+// SetFileConfig sets the node config file's defaults, groups and elicit
+// answers for capsules loaded after the call.
+func (n *Node) SetFileConfig(fc *FileConfig) {
+	n.cfg.File = fc
+	if fc != nil {
+		n.elicitor.answers = fc.Answers
+	}
+}
+
+// Secrets returns the node's secret store.
+func (n *Node) Secrets() *FileSecrets { return n.secrets }

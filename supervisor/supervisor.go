@@ -36,6 +36,7 @@ type Event struct {
 	Attempt     int     `json:"attempt,omitempty"`
 	BackoffMs   float64 `json:"backoff_ms,omitempty"`
 	Directive   string  `json:"directive,omitempty"`
+	Previous    string  `json:"previous_version,omitempty"`
 	Node        string  `json:"node,omitempty"`
 	Time        string  `json:"time"`
 }
@@ -354,12 +355,7 @@ func (s *supervisorActor) restartAfter(ctx actor.Context, c *child, wait time.Du
 	time.AfterFunc(wait, func() { root.Send(self, &restartDue{id: id, reason: reason}) })
 }
 
-func (s *supervisorActor) emit(ev Event) {
-	ev.Time = time.Now().UTC().Format(time.RFC3339Nano)
-	ev.Node = s.node.id
-	body, _ := json.Marshal(ev)
-	s.node.publishEvent("astrid.v1.capsule."+ev.Capsule+"."+ev.Event, body)
-}
+func (s *supervisorActor) emit(ev Event) { s.node.emit(ev) }
 
 func lastLines(s string, n int) string {
 	count := 0

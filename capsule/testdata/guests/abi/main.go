@@ -33,6 +33,8 @@
 //	sleep      {"ms"}                                                     sys_sleep_ns
 //	random     {"n"} -> {"hex"}                                           sys_random_bytes
 //	ready      {}                                                         sys_signal_ready
+//	elicit     {"request":{"kind","key",...}} -> {"answer"}                 sys_elicit (install/upgrade only)
+//	has_secret {"key"} -> {"has"}                                         sys_has_secret
 //	badptr     {"arg":"key"|"out"} -> {"code"}                            raw kv_get with an out-of-range pointer
 //	alloc      {"mib"} -> {"total_mib"}                                   keeps N more MiB of guest heap
 //	garbage    {"kib"}                                                    allocates N KiB and drops it; replies nothing (Pass)
@@ -58,25 +60,26 @@ import (
 
 // in is the union of all action inputs.
 type in struct {
-	Topic     string          `json:"topic"`
-	Payload   json.RawMessage `json:"payload"`
-	Raw       *string         `json:"raw"`
-	Pattern   string          `json:"pattern"`
-	Handle    int64           `json:"handle"`
-	TimeoutMs int64           `json:"timeout_ms"`
-	Key       string          `json:"key"`
-	Value     string          `json:"value"`
-	Repeat    int             `json:"repeat"`
-	Prefix    string          `json:"prefix"`
-	Expected  *string         `json:"expected"`
-	New       string          `json:"new"`
-	Level     int32           `json:"level"`
-	Msg       string          `json:"msg"`
-	Ms        int64           `json:"ms"`
-	N         int             `json:"n"`
-	Arg       string          `json:"arg"`
-	MiB       int             `json:"mib"`
-	KiB       int             `json:"kib"`
+	Topic     string            `json:"topic"`
+	Payload   json.RawMessage   `json:"payload"`
+	Raw       *string           `json:"raw"`
+	Pattern   string            `json:"pattern"`
+	Handle    int64             `json:"handle"`
+	TimeoutMs int64             `json:"timeout_ms"`
+	Key       string            `json:"key"`
+	Value     string            `json:"value"`
+	Repeat    int               `json:"repeat"`
+	Prefix    string            `json:"prefix"`
+	Expected  *string           `json:"expected"`
+	New       string            `json:"new"`
+	Level     int32             `json:"level"`
+	Msg       string            `json:"msg"`
+	Ms        int64             `json:"ms"`
+	N         int               `json:"n"`
+	Arg       string            `json:"arg"`
+	MiB       int               `json:"mib"`
+	KiB       int               `json:"kib"`
+	Request   sdk.ElicitRequest `json:"request"`
 }
 
 func (i *in) body() []byte {
@@ -253,6 +256,14 @@ func init() {
 		return out{"hex": hex.EncodeToString(b)}, err
 	})
 	action("ready", func(*in) (out, error) { return nil, sdk.SignalReady() })
+	action("elicit", func(i *in) (out, error) {
+		a, err := sdk.Elicit(i.Request)
+		return out{"answer": a}, err
+	})
+	action("has_secret", func(i *in) (out, error) {
+		has, err := sdk.HasSecret(i.Key)
+		return out{"has": has}, err
+	})
 	action("badptr", func(i *in) (out, error) { return out{"code": badPointer(i.Arg)}, nil })
 	action("alloc", func(i *in) (out, error) {
 		for range i.MiB {

@@ -1,0 +1,119 @@
+// Package bus is astrid's NATS adapter: the embedded server, client
+// connections, the mapping of Astrid topics onto NATS subjects, Astrid's
+// two wildcard grammars, the kernel-stamped message envelope, and the
+// capsule key-value store on JetStream.
+//
+// It is the only package that imports nats.go and nats-server, and it
+// imports nothing from the project. Besides the standard library it uses
+// zerolog for logging. Tests elsewhere use bus/bustest for real embedded
+// servers.
+//
+// # Server and connections
+//
+// [StartServer] runs nats-server inside the process ([ServerConfig]: client
+// listener, JetStream under DataDir/jetstream, clustering), waits until it
+// accepts connections and sends its log lines to zerolog (warnings and
+// errors by default). [ConnectInProcess] reaches it without a socket and
+// [Connect] dials any server or cluster. A [Conn] created
+// [WithStamper] publishes as the kernel; without one it publishes as an
+// outside client would. [Conn.SubscribeMessages] delivers decoded
+// messages; [Conn.Reply] and [Conn.ReplyError] answer requests.
+//
+// # Subjects
+//
+// An Astrid topic travels on the NATS subject of the same name, behind an
+// optional deployment prefix ([Subjects]): with Prefix "astrid.prod" the
+// topic "echo.v1.request" is the subject "astrid.prod.echo.v1.request".
+// Topics are checked by [ValidateTopic] (at most 256 bytes and 8
+// segments, printable ASCII, no wildcard) and subscribe patterns by
+// [ValidatePattern] (at most 20 segments, `*` only as a whole segment).
+// Both refuse NATS's reserved namespaces (`$JS`, `$KV`, `$SYS`: any first
+// segment starting with `$`; and `_INBOX`), and a subscription whose
+// subject starts with a wildcard never delivers those subjects, so a
+// capsule subscribed to `*` sees neither KV writes nor other clients'
+// replies.
+//
+// # Wildcards
+//
+// Astrid has two grammars (reference spec §4.2):
+//
+//   - Route (subtree) grammar, for subscription delivery and for publish
+//     and subscribe ACLs ([MatchRoute], [CoversRoute]): a middle `*` is one
+//     segment, a trailing `*` is one or more. `tool.v1.*` matches
+//     `tool.v1.execute` and `tool.v1.execute.get_weather` but not `tool.v1`.
+//     On NATS it becomes `tool.v1.>` ([RouteToNATS]).
+//   - Strict grammar, for interceptor bindings ([MatchStrict]): every `*`
+//     is exactly one segment and lengths must be equal. `tool.v1.*` matches
+//     `tool.v1.execute` only. On NATS it is the same subject
+//     ([StrictToNATS]).
+//
+// A subscribe ACL check is pattern against pattern: [CoversRoute](acl, p)
+// holds when every topic p can match is matched by acl. The ACL `a.*`
+// covers `a.b`, `a.b.*` and `a.*`; the ACL `a.b` does not cover `a.*`.
+// All three matchers allocate nothing and agree with nats-server's own
+// subject matching (FuzzMatch checks this against
+// server.SubjectMatchesFilter).
+//
+// # Envelope and trust
+//
+// The body of a NATS message is the payload; the envelope rides in headers:
+//
+//	Astrid-Principal    principal id ("" for system)
+//	Astrid-Attribution  system | verified | claimed
+//	Astrid-Source       publishing capsule's load-session UUID
+//	Astrid-Seq          stamping node's monotonic sequence number
+//	Astrid-Ts           publish time, RFC 3339 nanoseconds, UTC
+//	Astrid-Origin       local | remote | system (| external, never sent)
+//	Astrid-Node         stamping node id
+//	Astrid-Sig          HMAC-SHA256, base64url, over all of the above plus
+//	                    the subject, reply subject and payload
+//	Astrid-Error        on an error reply: "<code>: <detail>" (unsigned);
+//	                    the body is an ErrorReply (Conn.ReplyError)
+//
+// A [Stamper] (node key and node id) strips every Astrid-* header a caller
+// supplied, in any letter case, and sets its own. [Decode] trusts a message
+// only if its Astrid-Sig verifies under the node key. Anything else comes
+// from an outside client: its principal is its Astrid-Principal header if
+// that is a valid principal id (1 to 64 of [a-zA-Z0-9_-]) and "default"
+// otherwise, its attribution is claimed, its origin "external", and its
+// Source, Seq and Node headers are ignored. Nodes that must trust each
+// other's stamps share the key. The signature binds the payload and both
+// subjects, so stamped headers cannot be replayed onto other content;
+// an identical message can still be re-sent verbatim.
+//
+// # KV layout
+//
+// [KV] stores capsule state in one JetStream KV bucket (default
+// "astrid_kv", history 1, values up to 1 MiB). A namespace
+// "{principal}:capsule:{capsule_id}" and the key are escaped into NATS key
+// tokens: bytes of [A-Za-z0-9_-] stay, every other byte becomes "=HH"
+// (upper-case hex), and the namespace's ':'-separated parts and the key are
+// joined by dots:
+//
+//	namespace "alice:capsule:notes", key "todo.1 b"
+//	bucket key "alice.capsule.notes.todo=2E1=20b"
+//
+// The escaping is reversible and preserves prefixes, and an escaped key is
+// a single token, so the filter "alice.capsule.notes.*" selects exactly one
+// namespace: Keys, ClearPrefix and Usage read only that namespace. CAS
+// maps onto JetStream revisions (create for absent, update at the revision
+// whose value was compared).
+//
+// # Concurrency
+//
+// Everything exported is safe for concurrent use: [Server], [Conn],
+// [Stamper] (atomic sequence) and [KV]; [Subjects] and [Message] are plain
+// values. Subscription callbacks run on nats.go's goroutine for that
+// subscription, one message at a time; the package starts no goroutines of
+// its own.
+//
+// # Errors
+//
+// Sentinels are prefixed "bus: " and compared with errors.Is:
+// [ErrInvalidTopic], [ErrTooLarge], [ErrNoResponders], [ErrTimeout],
+// [ErrClosed], [ErrServerStart], [ErrKeyNotFound], [ErrCASMismatch],
+// [ErrTooManyKeys], [ErrInvalidKey], [ErrInvalidNamespace],
+// [ErrInvalidAttribution], [ErrWeakKey]. [TopicError] and [KeyError] carry
+// TooLarge so that callers can choose the ABI's too-large or invalid-input.
+// NATS errors are wrapped with %w and stay inspectable.
+package bus
