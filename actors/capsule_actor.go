@@ -31,6 +31,13 @@ type CapsuleConfig struct {
 	Env map[string]string
 	// Secrets resolves secret-typed [env] keys.
 	Secrets hoststate.SecretStore
+	// Generation numbers the versions of one capsule on this node (0 for
+	// the first); a hot upgrade runs generation N+1 beside N until the
+	// switch.
+	Generation int
+	// Unrouted actors do not bind their interceptors at start; the
+	// supervisor binds them when it switches traffic to them (hot upgrade).
+	Unrouted bool
 }
 
 // CapsuleActor runs one capsule: it owns the capsule's current wazero
@@ -77,7 +84,14 @@ type CapsuleActor struct {
 	crashes map[uint64]int
 	// mb bounds the Invokes queued for this actor.
 	mb *Mailbox
+	// successor is the next generation after a hot upgrade retired this
+	// one; Invokes that still reach this actor are forwarded to it.
+	successor *actor.PID
 }
+
+// retireLinger is how long a retired generation keeps forwarding Invokes
+// that were routed to it before the switch, before it stops.
+const retireLinger = 2 * time.Second
 
 var _ actor.Actor = (*CapsuleActor)(nil)
 
@@ -113,7 +127,7 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 		a.ctx, a.cancel = context.WithCancel(context.Background())
 		// Bind first: messages that arrive before the instance exists wait
 		// in the mailbox, and readiness then implies routability.
-		if a.cfg.Router != nil {
+		if a.cfg.Router != nil && !a.cfg.Unrouted {
 			a.cfg.Router.Add(a.id, a.self, a.bindings, a.mb)
 		}
 		a.incarnate(ctx)
@@ -127,7 +141,7 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 	case *readySignalled:
 		if m.incarnation == a.inc && a.inst != nil {
 			a.status = "ready"
-			ctx.Send(a.parent, &CapsuleReady{ID: a.id, Incarnation: a.inc})
+			ctx.Send(a.parent, &CapsuleReady{ID: a.id, Incarnation: a.inc, Generation: a.cfg.Generation})
 		}
 	case *Restart:
 		a.quarantined = ""
@@ -144,6 +158,24 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 		}
 	case *Quarantine:
 		a.quarantine(m.Reason)
+	case *Bind:
+		a.cfg.Router.Add(a.id, a.self, a.bindings, a.mb)
+		if m.Inbox != nil {
+			for _, d := range m.Inbox.Drain() {
+				a.inbox.Push(d)
+			}
+		}
+	case *Retire:
+		// Hand over to the successor: stop the run loop, give it what the
+		// run loop had not taken yet and let it bind the routes; Invokes
+		// already queued here are still handled here, later ones are
+		// forwarded, so each message is handled by exactly one generation.
+		a.successor = m.Successor
+		a.cancelRun()
+		a.inbox.Close()
+		ctx.Send(m.Successor, &Bind{Inbox: a.inbox})
+		self, root := a.self, a.system.Root
+		time.AfterFunc(retireLinger, func() { root.Poison(self) })
 	case *Status:
 		ctx.Respond(&StatusReport{
 			ID: a.id, Version: a.cfg.Manifest.Package.VersionRaw, State: a.status,
@@ -180,6 +212,7 @@ func (a *CapsuleActor) stateConfig() hoststate.Config {
 
 // incarnate starts a new incarnation: a fresh HostState and instance.
 func (a *CapsuleActor) incarnate(ctx actor.Context) {
+	a.endIncarnation() // never leak the previous State's subscriptions
 	a.inc++
 	inc := a.inc
 	log := a.log.With().Int("incarnation", inc).Logger()
@@ -192,15 +225,15 @@ func (a *CapsuleActor) incarnate(ctx actor.Context) {
 		st.Cancel(err)
 		a.inst, a.state = nil, nil
 		a.status = "failed"
-		ctx.Send(a.parent, &CapsuleFailed{ID: a.id, Incarnation: inc, Err: err, At: time.Now()})
+		ctx.Send(a.parent, &CapsuleFailed{Generation: a.cfg.Generation, ID: a.id, Incarnation: inc, Err: err, At: time.Now()})
 		return
 	}
 	a.inst, a.state = inst, st
 	a.status = "started"
-	ctx.Send(a.parent, &CapsuleStarted{ID: a.id, Incarnation: inc})
+	ctx.Send(a.parent, &CapsuleStarted{ID: a.id, Incarnation: inc, Generation: a.cfg.Generation})
 	if !inst.HasRun() {
 		a.status = "ready"
-		ctx.Send(a.parent, &CapsuleReady{ID: a.id, Incarnation: inc})
+		ctx.Send(a.parent, &CapsuleReady{ID: a.id, Incarnation: inc, Generation: a.cfg.Generation})
 		return
 	}
 	a.inbox.Reopen()
@@ -223,6 +256,11 @@ func (a *CapsuleActor) incarnate(ctx actor.Context) {
 
 // invoke runs one step of a dispatch chain.
 func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
+	if a.successor != nil {
+		m.mb = nil
+		ctx.Send(a.successor, m)
+		return
+	}
 	if a.paused {
 		a.stash = append(a.stash, m)
 		return
@@ -366,7 +404,7 @@ func failureText(id string, err error) string {
 
 func (a *CapsuleActor) failed(ctx actor.Context, err error, msg *bus.Message, repeat bool) {
 	a.status = "failed"
-	ctx.Send(a.parent, &CapsuleFailed{ID: a.id, Incarnation: a.inc, Err: err, Message: msg, Repeat: repeat, At: time.Now()})
+	ctx.Send(a.parent, &CapsuleFailed{Generation: a.cfg.Generation, ID: a.id, Incarnation: a.inc, Err: err, Message: msg, Repeat: repeat, At: time.Now()})
 }
 
 func (a *CapsuleActor) runEnded(ctx actor.Context, m *runEnded) {
@@ -386,7 +424,14 @@ func (a *CapsuleActor) runEnded(ctx actor.Context, m *runEnded) {
 	if !errors.As(err, &te) || !te.Normal() {
 		a.status = "failed"
 	}
-	ctx.Send(a.parent, &CapsuleFailed{ID: a.id, Incarnation: m.incarnation, Err: err, At: time.Now()})
+	ctx.Send(a.parent, &CapsuleFailed{Generation: a.cfg.Generation, ID: a.id, Incarnation: m.incarnation, Err: err, At: time.Now()})
+}
+
+// cancelRun ends a run loop's incarnation so it stops taking messages.
+func (a *CapsuleActor) cancelRun() {
+	if a.cfg.Module.Exports().Run {
+		a.endIncarnation()
+	}
 }
 
 // quarantine ends the current incarnation and keeps the actor answering

@@ -5,6 +5,8 @@ import (
 
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/capsule"
+	"github.com/astrid-go/astrid/hoststate"
+	"github.com/asynkron/protoactor-go/actor"
 )
 
 // Messages a CapsuleActor receives. Commands are imperative, events past
@@ -48,6 +50,7 @@ type StatusReport struct {
 // CapsuleStarted is sent when an incarnation has been instantiated.
 type CapsuleStarted struct {
 	ID          string
+	Generation  int
 	Incarnation int
 }
 
@@ -55,6 +58,7 @@ type CapsuleStarted struct {
 // handler-only capsules, on signal-ready for run-loop capsules.
 type CapsuleReady struct {
 	ID          string
+	Generation  int
 	Incarnation int
 }
 
@@ -62,6 +66,7 @@ type CapsuleReady struct {
 // see Err.Normal()). Err is a *capsule.TrapError for guest failures.
 type CapsuleFailed struct {
 	ID          string
+	Generation  int
 	Incarnation int
 	Err         error
 	// Message is the message being handled when it failed, if any.
@@ -92,6 +97,21 @@ type Quarantine struct {
 // group member under one_for_all / rest_for_one).
 type Restart struct {
 	Reason string
+}
+
+// Bind switches the capsule's interceptor routes to this actor (the new
+// generation of a hot upgrade) and queues Inbox's messages, in order, on its
+// own recv path.
+type Bind struct {
+	Inbox *hoststate.Inbox
+}
+
+// Retire asks the old generation of a hot upgrade to hand over to
+// Successor: its run loop stops, its unconsumed inbox and the routes move to
+// the successor (Bind), Invokes already queued are still handled, later
+// ones are forwarded, and the actor stops shortly after.
+type Retire struct {
+	Successor *actor.PID
 }
 
 // Pause stops the capsule's intake: messages keep arriving and wait, in

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -191,4 +192,113 @@ func TestIntegrationInstallUpgradeLifecycle(t *testing.T) {
 		t.Errorf("capsules after failed upgrade: %+v %v, want 1.1.0 running", infos, err)
 	}
 	n.okReply("setup.v1.show", "imperial")
+}
+
+// A hot upgrade under load: every request is answered exactly once, first
+// by the old version and then by the new one, with no error in between.
+func TestIntegrationHotUpgradeWithoutLoss(t *testing.T) {
+	dir := capsuleDir(t, "capsule/testdata/guests/abi", "")
+	manifest := filepath.Join(dir, "Capsule.toml")
+	orig, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(version, greeting string) {
+		s := strings.Replace(string(orig), `version = "0.1.0"`, fmt.Sprintf("version = %q", version), 1)
+		s = strings.Replace(s, `default = "hello"`, fmt.Sprintf("default = %q", greeting), 1)
+		if err := os.WriteFile(manifest, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("1.0.0", "v1")
+	n := startNode(t, dir)
+
+	const clients = 3
+	type reply struct {
+		client, seq int
+		value       string
+		err         string
+	}
+	results := make(chan reply, 100000)
+	stop := make(chan struct{})
+	sawV2 := make(chan struct{}, clients)
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reported := false
+			for seq := 0; ; seq++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				resp, err := n.client.Request(ctx, &bus.Message{Topic: "abi.v1.call.config", Payload: []byte(`{"key":"greeting"}`)})
+				cancel()
+				r := reply{client: c, seq: seq}
+				switch {
+				case err != nil:
+					r.err = err.Error()
+				case resp.Header.Get(bus.HeaderError) != "":
+					r.err = resp.Header.Get(bus.HeaderError)
+				default:
+					var out struct{ Value string }
+					json.Unmarshal(resp.Data, &out)
+					r.value = out.Value
+				}
+				results <- r
+				if r.value == "v2" && !reported {
+					reported = true
+					sawV2 <- struct{}{}
+				}
+			}
+		}()
+	}
+	// Let traffic flow on v1, then upgrade.
+	deadline := time.After(20 * time.Second)
+	for len(results) < 30 {
+		select {
+		case <-deadline:
+			t.Fatal("no traffic")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	write("1.1.0", "v2")
+	rr, err := n.Reload(context.Background())
+	if err != nil || len(rr.Failed) > 0 || len(rr.Upgraded) != 1 {
+		t.Fatalf("reload: %+v %v", rr, err)
+	}
+	for range clients {
+		select {
+		case <-sawV2:
+		case <-deadline:
+			t.Fatal("clients never saw the new version")
+		}
+	}
+	close(stop)
+	wg.Wait()
+	close(results)
+	last := map[int]string{}
+	count := 0
+	for r := range results {
+		count++
+		if r.err != "" {
+			t.Errorf("client %d request %d: %s", r.client, r.seq, r.err)
+			continue
+		}
+		if last[r.client] == "v2" && r.value == "v1" {
+			t.Errorf("client %d request %d answered by v1 after v2", r.client, r.seq)
+		}
+		last[r.client] = r.value
+	}
+	t.Logf("%d requests across the upgrade", count)
+	if ev := n.event("abi", "upgraded", 5*time.Second); ev.Previous != "1.0.0" || ev.Version != "1.1.0" {
+		t.Errorf("upgraded event %+v", ev)
+	}
+	infos, _ := n.Capsules(time.Second)
+	if len(infos) != 1 || infos[0].Version != "1.1.0" || infos[0].State != "ready" {
+		t.Errorf("capsules %+v", infos)
+	}
 }

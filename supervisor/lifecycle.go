@@ -126,48 +126,67 @@ type candidate struct {
 
 // lifecycle runs the install hook on first load or the upgrade hook when
 // the version or binary changed, in a one-shot instance, before the capsule
-// serves. On success the version is recorded. On failure of an upgrade the
-// recorded previous version is returned instead, so it keeps running.
+// serves, and records the version. On failure of an upgrade the recorded
+// previous version is returned instead, so it keeps running.
 func (n *Node) lifecycle(ctx context.Context, c *candidate) (*candidate, error) {
+	changed, err := n.runLifecycleHook(ctx, c)
+	if err == nil {
+		if changed {
+			return c, n.commit(c)
+		}
+		return c, nil
+	}
+	rec, installed := n.records.get(c.m.ID())
+	if !installed {
+		return nil, err
+	}
+	prev, perr := n.recorded(ctx, c.m.ID(), rec)
+	if perr != nil {
+		return nil, fmt.Errorf("%w; and the recorded version %s cannot be loaded: %v", err, rec.Version, perr)
+	}
+	n.log.Warn().Str("capsule", c.m.ID()).Str("version", rec.Version).Msg("keeping the recorded version after a failed upgrade")
+	return prev, nil
+}
+
+// runLifecycleHook runs the hook c needs, if any, and reports whether c
+// differs from the recorded version. A failing hook is reported as an event.
+func (n *Node) runLifecycleHook(ctx context.Context, c *candidate) (changed bool, err error) {
 	id := c.m.ID()
 	rec, installed := n.records.get(id)
 	if installed && rec.WasmHash == c.mod.Hash() && rec.Version == c.m.Package.VersionRaw {
-		return c, nil
+		return false, nil
 	}
 	phase := hoststate.PhaseInstall
 	if installed {
 		phase = hoststate.PhaseUpgrade
 	}
-	err := n.runHook(ctx, c, phase, rec.Version)
-	if err == nil {
-		now := time.Now().UTC()
-		nr := Record{Version: c.m.Package.VersionRaw, WasmHash: c.mod.Hash(), InstalledAt: now, UpdatedAt: now}
-		if installed {
-			nr.InstalledAt = rec.InstalledAt
-		}
-		if perr := n.records.put(id, nr, c.wasm, c.manifest); perr != nil {
-			return nil, fmt.Errorf("capsule %s: record install: %w", id, perr)
-		}
-		ev := Event{Capsule: id, Version: nr.Version, Event: "installed"}
-		if installed {
-			ev.Event, ev.Previous = "upgraded", rec.Version
-		}
-		n.emit(ev)
-		n.log.Info().Str("capsule", id).Str("phase", phase.String()).Str("version", nr.Version).
-			Str("previous", rec.Version).Msg("capsule " + ev.Event)
-		return c, nil
+	if err := n.runHook(ctx, c, phase, rec.Version); err != nil {
+		n.log.Error().Err(err).Str("capsule", id).Str("phase", phase.String()).Msg("lifecycle hook failed")
+		n.emit(Event{Capsule: id, Version: c.m.Package.VersionRaw, Event: "failed", Kind: phase.String() + "-hook", Reason: err.Error()})
+		return true, err
 	}
-	n.log.Error().Err(err).Str("capsule", id).Str("phase", phase.String()).Msg("lifecycle hook failed")
-	n.emit(Event{Capsule: id, Version: c.m.Package.VersionRaw, Event: "failed", Kind: phase.String() + "-hook", Reason: err.Error()})
-	if !installed {
-		return nil, err
+	return true, nil
+}
+
+// commit records c as the installed version and announces it.
+func (n *Node) commit(c *candidate) error {
+	id := c.m.ID()
+	rec, installed := n.records.get(id)
+	now := time.Now().UTC()
+	nr := Record{Version: c.m.Package.VersionRaw, WasmHash: c.mod.Hash(), InstalledAt: now, UpdatedAt: now}
+	if installed {
+		nr.InstalledAt = rec.InstalledAt
 	}
-	prev, perr := n.recorded(ctx, id, rec)
-	if perr != nil {
-		return nil, fmt.Errorf("%w; and the recorded version %s cannot be loaded: %v", err, rec.Version, perr)
+	if err := n.records.put(id, nr, c.wasm, c.manifest); err != nil {
+		return fmt.Errorf("capsule %s: record install: %w", id, err)
 	}
-	n.log.Warn().Str("capsule", id).Str("version", rec.Version).Msg("keeping the recorded version after a failed upgrade")
-	return prev, nil
+	ev := Event{Capsule: id, Version: nr.Version, Event: "installed"}
+	if installed {
+		ev.Event, ev.Previous = "upgraded", rec.Version
+	}
+	n.emit(ev)
+	n.log.Info().Str("capsule", id).Str("version", nr.Version).Str("previous", rec.Version).Msg("capsule " + ev.Event)
+	return nil
 }
 
 // recorded loads the recorded version of id from the node's store.

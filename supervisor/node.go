@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -67,6 +69,7 @@ type Node struct {
 	router *actors.Router
 	sup    *actor.PID
 	order  []string // boot order, for reverse shutdown
+	paths  []string // what Load was given, rescanned by Reload
 
 	records  *records
 	secrets  *FileSecrets
@@ -147,7 +150,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.system = actor.NewActorSystem(actor.WithLoggerFactory(actors.SlogBridge(n.log)))
 	n.router = actors.NewRouter(n.t, n.system.Root, n.log)
 	sa := &supervisorActor{node: n, log: n.log.With().Str("component", "supervisor").Logger(),
-		capsules: map[string]*child{}, byPID: map[string]*child{}}
+		capsules: map[string]*child{}, byPID: map[string]*child{}, pending: map[string]*child{}}
 	n.sup, err = n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sa }), "supervisor")
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: spawn: %w", err)
@@ -199,6 +202,11 @@ type LoadReport struct {
 // ready or its readiness timeout has passed.
 func (n *Node) Load(ctx context.Context, paths ...string) (*LoadReport, error) {
 	rep := &LoadReport{Failed: map[string]error{}}
+	for _, p := range paths {
+		if !slices.Contains(n.paths, p) {
+			n.paths = append(n.paths, p)
+		}
+	}
 	var files []string
 	for _, p := range paths {
 		found, err := manifests.Discover(p)
@@ -347,10 +355,14 @@ func (n *Node) Capsules(timeout time.Duration) ([]CapsuleInfo, error) {
 // waited for within ctx, then closes the engine, NATS and the server.
 func (n *Node) Shutdown(ctx context.Context) error {
 	var errs []error
-	for i := len(n.order) - 1; i >= 0; i-- {
-		pid := n.system.NewLocalPID("supervisor/capsule-" + n.order[i])
-		if err := n.system.Root.StopFuture(pid).Wait(); err != nil {
-			errs = append(errs, fmt.Errorf("stop %s: %w", n.order[i], err))
+	res, err := n.system.Root.RequestFuture(n.sup, &pids{}, 5*time.Second).Result()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list capsules: %w", err))
+	}
+	list, _ := res.([]*actor.PID)
+	for i := len(list) - 1; i >= 0; i-- {
+		if err := n.system.Root.StopFuture(list[i]).Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", list[i].Id, err))
 		}
 		if ctx.Err() != nil {
 			errs = append(errs, ctx.Err())
@@ -419,3 +431,88 @@ func (n *Node) SetFileConfig(fc *FileConfig) {
 
 // Secrets returns the node's secret store.
 func (n *Node) Secrets() *FileSecrets { return n.secrets }
+
+// ReloadReport says what Reload did.
+type ReloadReport struct {
+	// Upgraded lists capsules now serving a new version.
+	Upgraded []string
+	// Added lists capsules that were not running before.
+	Added []string
+	// Failed maps a capsule to why its new version is not serving (the old
+	// version, if any, still is).
+	Failed map[string]error
+}
+
+// Reload rescans the paths given to Load (astrid run does it on SIGHUP)
+// and hot-upgrades every capsule whose binary or version changed: the new
+// version runs its upgrade hook in a one-shot instance, starts beside the
+// old one, and takes over the traffic only once it is ready; until then the
+// old version keeps serving, and if anything fails it simply stays. Each
+// message is handled by exactly one of the two. New capsules are loaded.
+func (n *Node) Reload(ctx context.Context) (*ReloadReport, error) {
+	rep := &ReloadReport{Failed: map[string]error{}}
+	var fresh []string
+	for _, p := range n.paths {
+		files, err := manifests.Discover(p)
+		if err != nil {
+			return rep, err
+		}
+		for _, f := range files {
+			m, _, err := manifests.Load(f)
+			if err != nil {
+				rep.Failed[f] = err
+				continue
+			}
+			if m, err = n.cfg.File.apply(m); err != nil {
+				rep.Failed[f] = err
+				continue
+			}
+			id := m.ID()
+			if !slices.Contains(n.order, id) {
+				fresh = append(fresh, filepath.Dir(f))
+				continue
+			}
+			c, err := n.compile(ctx, f, m)
+			if err != nil {
+				rep.Failed[id] = err
+				continue
+			}
+			changed, err := n.runLifecycleHook(ctx, c)
+			if err != nil {
+				rep.Failed[id] = err
+				continue
+			}
+			if !changed {
+				continue
+			}
+			done := make(chan error, 1)
+			n.system.Root.Send(n.sup, &upgrade{cfg: actors.CapsuleConfig{
+				Manifest: c.m, Module: c.mod, Transport: n.t, KV: n.kv, Router: n.router,
+				Logger: n.log, Owner: n.cfg.Owner, Env: defaultEnv(c.m), Secrets: n.secrets,
+			}, done: done})
+			select {
+			case err = <-done:
+			case <-ctx.Done():
+				return rep, ctx.Err()
+			}
+			if err != nil {
+				rep.Failed[id] = err
+				continue
+			}
+			if err := n.commit(c); err != nil {
+				rep.Failed[id] = err
+				continue
+			}
+			rep.Upgraded = append(rep.Upgraded, id)
+		}
+	}
+	if len(fresh) > 0 {
+		lr, err := n.Load(ctx, fresh...)
+		if err != nil {
+			return rep, err
+		}
+		rep.Added = lr.Loaded
+		maps.Copy(rep.Failed, lr.Failed)
+	}
+	return rep, nil
+}

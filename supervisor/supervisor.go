@@ -51,6 +51,21 @@ type spawn struct {
 
 type list struct{}
 
+// upgrade starts a new generation of a running capsule beside the old one
+// and switches traffic to it once it is ready (hot upgrade).
+type upgrade struct {
+	cfg  actors.CapsuleConfig
+	done chan error
+}
+
+type upgradeTimeout struct {
+	id  string
+	gen int
+}
+
+// pids asks for the capsule actors in boot order.
+type pids struct{}
+
 // readinessCheck fires when a run-loop incarnation's readiness timeout ends.
 type readinessCheck struct {
 	id          string
@@ -77,6 +92,10 @@ type supervisorActor struct {
 	capsules map[string]*child
 	byPID    map[string]*child
 	graph    *Graph
+	// pending holds the new generation of a capsule being hot-upgraded
+	// until it is ready (then it replaces capsules[id]) or fails.
+	pending map[string]*child
+	order   []string
 }
 
 type child struct {
@@ -88,6 +107,8 @@ type child struct {
 	tr       tracker
 	group    GroupConfig
 	ready    chan struct{} // closed at first readiness (boot wait)
+	gen      int
+	done     chan error // pending upgrade: the caller waiting
 	inc      int
 	restart  int
 	last     string
@@ -100,7 +121,7 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 	case *spawn:
 		s.spawn(ctx, m)
 	case *actors.CapsuleStarted:
-		c := s.capsules[m.ID]
+		c := s.current(m.ID, m.Generation)
 		if c == nil || c.state == "quarantined" {
 			return
 		}
@@ -116,7 +137,11 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 			time.AfterFunc(c.readyTO, func() { root.Send(self, &readinessCheck{id: c.id, incarnation: inc}) })
 		}
 	case *actors.CapsuleReady:
-		c := s.capsules[m.ID]
+		if p := s.pending[m.ID]; p != nil && p.gen == m.Generation {
+			s.switchOver(ctx, p, m.Incarnation)
+			return
+		}
+		c := s.current(m.ID, m.Generation)
 		if c == nil || c.state == "quarantined" {
 			return
 		}
@@ -143,7 +168,28 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 		}
 		ctx.Send(c.pid, &actors.Restart{Reason: m.reason})
 	case *actors.CapsuleFailed:
+		if p := s.pending[m.ID]; p != nil && p.gen == m.Generation {
+			s.rollback(ctx, p, m.Err)
+			return
+		}
+		if s.current(m.ID, m.Generation) == nil {
+			return // a retired generation
+		}
 		s.failed(ctx, m)
+	case *upgrade:
+		s.upgrade(ctx, m)
+	case *upgradeTimeout:
+		if p := s.pending[m.id]; p != nil && p.gen == m.gen {
+			s.rollback(ctx, p, fmt.Errorf("not ready within %v", p.readyTO))
+		}
+	case *pids:
+		var out []*actor.PID
+		for _, id := range s.order {
+			if c := s.capsules[id]; c != nil && c.pid != nil {
+				out = append(out, c.pid)
+			}
+		}
+		ctx.Respond(out)
 	case *list:
 		out := make([]CapsuleInfo, 0, len(s.capsules))
 		for _, c := range s.capsules {
@@ -157,31 +203,108 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 	}
 }
 
+// current returns the serving generation of id if gen is it.
+func (s *supervisorActor) current(id string, gen int) *child {
+	c := s.capsules[id]
+	if c == nil || c.gen != gen {
+		return nil
+	}
+	return c
+}
+
 func (s *supervisorActor) spawn(ctx actor.Context, m *spawn) {
 	id := m.cfg.Manifest.ID()
 	if m.graph != nil {
 		s.graph = m.graph
 	}
-	c := &child{
-		id: id, version: m.cfg.Manifest.Package.VersionRaw, state: "starting",
-		runLoop: m.cfg.Module.Exports().Run, tr: tracker{policy: m.cfg.Manifest.Supervision}, ready: m.ready,
-		group: m.group, readyTO: m.cfg.Manifest.Supervision.ReadinessTimeout, pausedBy: map[string]bool{},
+	c := s.newChild(m.cfg, m.group, m.ready)
+	if c.pid = s.start(ctx, c, m.cfg); c.pid == nil {
+		return
 	}
 	s.capsules[id] = c
-	props := actor.PropsFromProducer(actors.NewCapsuleActor(m.cfg),
+	s.order = append(s.order, id)
+}
+
+func (s *supervisorActor) newChild(cfg actors.CapsuleConfig, group GroupConfig, ready chan struct{}) *child {
+	return &child{
+		id: cfg.Manifest.ID(), version: cfg.Manifest.Package.VersionRaw, state: "starting", gen: cfg.Generation,
+		runLoop: cfg.Module.Exports().Run, tr: tracker{policy: cfg.Manifest.Supervision}, ready: ready,
+		group: group, readyTO: cfg.Manifest.Supervision.ReadinessTimeout, pausedBy: map[string]bool{},
+	}
+}
+
+// start spawns the actor of c; nil on failure (logged and recorded).
+func (s *supervisorActor) start(ctx actor.Context, c *child, cfg actors.CapsuleConfig) *actor.PID {
+	id := c.id
+	name := "capsule-" + id
+	if c.gen > 0 {
+		name = fmt.Sprintf("capsule-%s-g%d", id, c.gen)
+	}
+	props := actor.PropsFromProducer(actors.NewCapsuleActor(cfg),
 		actor.WithSupervisor(actor.NewOneForOneStrategy(3, time.Minute, func(reason any) actor.Directive {
 			s.log.Error().Interface("reason", reason).Str("capsule", id).Msg("panic in capsule actor")
 			return actor.RestartDirective
 		})))
-	pid, err := ctx.SpawnNamed(props, "capsule-"+id)
+	pid, err := ctx.SpawnNamed(props, name)
 	if err != nil {
 		s.log.Error().Err(err).Str("capsule", id).Msg("spawn failed")
 		c.state = "failed"
 		c.last = err.Error()
+		return nil
+	}
+	s.byPID[pid.Id] = c
+	return pid
+}
+
+func (s *supervisorActor) upgrade(ctx actor.Context, m *upgrade) {
+	id := m.cfg.Manifest.ID()
+	old := s.capsules[id]
+	if old == nil {
+		m.done <- fmt.Errorf("capsule %s is not running", id)
 		return
 	}
-	c.pid = pid
-	s.byPID[pid.Id] = c
+	if s.pending[id] != nil {
+		m.done <- fmt.Errorf("capsule %s is already being upgraded", id)
+		return
+	}
+	m.cfg.Generation = old.gen + 1
+	m.cfg.Unrouted = true
+	c := s.newChild(m.cfg, old.group, nil)
+	c.done = m.done
+	if c.pid = s.start(ctx, c, m.cfg); c.pid == nil {
+		m.done <- fmt.Errorf("capsule %s: cannot start the new version", id)
+		return
+	}
+	s.pending[id] = c
+	root, self, gen := ctx.ActorSystem().Root, ctx.Self(), c.gen
+	time.AfterFunc(c.readyTO, func() { root.Send(self, &upgradeTimeout{id: id, gen: gen}) })
+	s.log.Info().Str("capsule", id).Str("from", old.version).Str("to", c.version).Msg("hot upgrade: new version starting beside the old one")
+}
+
+// switchOver makes the ready new generation p serve and retires the old.
+func (s *supervisorActor) switchOver(ctx actor.Context, p *child, inc int) {
+	old := s.capsules[p.id]
+	delete(s.pending, p.id)
+	p.state = "ready"
+	p.tr.lastUp = time.Now()
+	p.restart = old.restart
+	s.capsules[p.id] = p
+	ctx.Send(old.pid, &actors.Retire{Successor: p.pid})
+	s.emit(Event{Capsule: p.id, Version: p.version, Event: "ready", Incarnation: inc})
+	s.log.Info().Str("capsule", p.id).Str("from", old.version).Str("to", p.version).Msg("hot upgrade: traffic switched")
+	p.done <- nil
+}
+
+// rollback abandons a new generation that failed before it was ready; the
+// old one never stopped serving.
+func (s *supervisorActor) rollback(ctx actor.Context, p *child, err error) {
+	delete(s.pending, p.id)
+	ctx.Stop(p.pid)
+	old := s.capsules[p.id]
+	s.emit(Event{Capsule: p.id, Version: p.version, Previous: old.version, Event: "failed", Kind: "upgrade",
+		Reason: "upgrade rolled back: " + err.Error(), Directive: "rollback"})
+	s.log.Error().Err(err).Str("capsule", p.id).Str("kept", old.version).Msg("hot upgrade rolled back")
+	p.done <- fmt.Errorf("capsule %s: upgrade to %s rolled back: %w", p.id, p.version, err)
 }
 
 // dependentsOf returns the loaded capsules that depend on id, transitively.

@@ -24,7 +24,12 @@ func runCmd(g *globals) *cobra.Command {
 server with --nats, loads every capsule found under the given paths (a
 capsule dir holding Capsule.toml and its .wasm, or a dir of such dirs), and
 supervises them until SIGINT or SIGTERM. A first signal drains the capsules in
-reverse boot order within --drain; a second signal exits at once.`,
+reverse boot order within --drain; a second signal exits at once.
+
+SIGHUP rescans the capsule directories and hot-upgrades every capsule whose
+binary or version changed: the new version runs its upgrade hook, starts
+beside the old one and takes the traffic only once it is ready; if anything
+fails the old version keeps serving.`,
 		Example: `  astrid run examples
   astrid run --log-format=console --data /var/lib/astrid examples/echo examples/counter
   astrid run --nats nats://10.0.0.5:4222 ./capsules`,
@@ -61,7 +66,27 @@ reverse boot order within --drain; a second signal exits at once.`,
 				_ = node.Shutdown(context.Background())
 				return &exitError{code: ExitFailure, err: errNoCapsules}
 			}
-			<-ctx.Done()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+		wait:
+			for {
+				select {
+				case <-ctx.Done():
+					break wait
+				case <-hup:
+					log.Info().Msg("SIGHUP: rescanning capsule directories")
+					rr, err := node.Reload(ctx)
+					if err != nil {
+						log.Error().Err(err).Msg("reload failed")
+						continue
+					}
+					for id, e := range rr.Failed {
+						log.Error().Str("capsule", id).Err(e).Msg("new version not serving; the old one keeps running")
+					}
+					log.Info().Strs("upgraded", rr.Upgraded).Strs("added", rr.Added).Msg("reload done")
+				}
+			}
 			log.Info().Dur("drain", drain).Msg("shutting down; a second signal exits at once")
 			second := make(chan os.Signal, 1)
 			signal.Notify(second, os.Interrupt, syscall.SIGTERM)
