@@ -149,8 +149,10 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 		a.incarnate(ctx)
 	case *Pause:
 		a.paused = true
+		a.inbox.Pause()
 	case *Resume:
 		a.paused = false
+		a.inbox.Resume()
 		stash := a.stash
 		a.stash = nil
 		for _, m := range stash {
@@ -411,6 +413,7 @@ func (a *CapsuleActor) runEnded(ctx actor.Context, m *runEnded) {
 	if m.incarnation != a.inc || a.inst == nil {
 		return
 	}
+	inflight, replied := a.state.InFlight(), a.state.Replied()
 	a.inst.Close()
 	a.state.CloseSubscriptions()
 	a.state.Cancel(errors.New("run ended"))
@@ -421,10 +424,46 @@ func (a *CapsuleActor) runEnded(ctx actor.Context, m *runEnded) {
 	}
 	a.status = "stopped"
 	var te *capsule.TrapError
-	if !errors.As(err, &te) || !te.Normal() {
+	abnormal := !errors.As(err, &te) || (!te.Normal() && te.Kind != capsule.FailCancelled)
+	repeat := false
+	if abnormal {
 		a.status = "failed"
+		if inflight != nil && !replied {
+			repeat = a.recoverInFlight(inflight, err)
+		}
 	}
-	ctx.Send(a.parent, &CapsuleFailed{Generation: a.cfg.Generation, ID: a.id, Incarnation: m.incarnation, Err: err, At: time.Now()})
+	ctx.Send(a.parent, &CapsuleFailed{Generation: a.cfg.Generation, ID: a.id, Incarnation: m.incarnation, Err: err,
+		Message: msgOf(inflight), Repeat: repeat, At: time.Now()})
+}
+
+func msgOf(d *hoststate.Delivery) *bus.Message {
+	if d == nil {
+		return nil
+	}
+	return d.Msg
+}
+
+// recoverInFlight handles the message a run loop was handling when it
+// crashed: it goes back to the head of the inbox for the next incarnation
+// (retry once), or to the dead-letter topic when it already crashed the
+// capsule, when the policy says deadletter, or when it is a known poison
+// message. A requester waiting for it gets a typed error in that case.
+// It reports whether the message had crashed the capsule before.
+func (a *CapsuleActor) recoverInFlight(d *hoststate.Delivery, err error) bool {
+	sup := a.cfg.Manifest.Supervision
+	fp := fingerprint(d.Msg, d.Msg.Payload)
+	a.crashes[fp]++
+	n := a.crashes[fp]
+	if sup.OnCrash == "retry" && n == 1 && n < sup.PoisonThreshold {
+		a.inbox.PushFront(d)
+		a.log.Info().Str("topic", d.Msg.Topic).Msg("the message being handled when the run loop crashed will be retried first")
+		return false
+	}
+	a.deadLetter(d.Msg, d.Msg.Payload, failureText(a.id, err), n)
+	if d.Msg.Reply != "" {
+		a.cfg.Transport.Respond(d.Msg, nil, "capsule-failed", failureText(a.id, err)+"; message dead-lettered")
+	}
+	return n > 1
 }
 
 // cancelRun ends a run loop's incarnation so it stops taking messages.

@@ -35,6 +35,7 @@ type Inbox struct {
 	head    int
 	cap     int
 	closed  bool
+	paused  bool
 	signal  chan struct{}
 	dropped atomic.Uint64
 }
@@ -104,6 +105,9 @@ func (b *Inbox) Dropped() uint64 { return b.dropped.Load() }
 func (b *Inbox) Poll(handle uint64) (*Delivery, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.paused {
+		return nil, false
+	}
 	for i := b.head; i < len(b.q); i++ {
 		d := b.q[i]
 		if handle != 0 && d.Handle != handle {
@@ -220,4 +224,38 @@ func (b *Inbox) Drain() []*Delivery {
 	b.q = b.q[:0]
 	b.head = 0
 	return out
+}
+
+// PushFront puts d back at the head of the queue, ahead of everything
+// queued: the message a crashed incarnation was handling is redelivered
+// first to the next one. It ignores the capacity and a closed inbox (the
+// message was already accepted once).
+func (b *Inbox) PushFront(d *Delivery) {
+	b.mu.Lock()
+	if b.head > 0 {
+		b.head--
+		b.q[b.head] = d
+	} else {
+		b.q = append(b.q, nil)
+		copy(b.q[1:], b.q)
+		b.q[0] = d
+	}
+	b.mu.Unlock()
+	b.notify()
+}
+
+// Pause holds every message: Poll and Wait see an empty inbox until
+// Resume, while pushes keep queueing (a dependency is restarting).
+func (b *Inbox) Pause() {
+	b.mu.Lock()
+	b.paused = true
+	b.mu.Unlock()
+}
+
+// Resume ends a Pause and wakes a waiting receiver.
+func (b *Inbox) Resume() {
+	b.mu.Lock()
+	b.paused = false
+	b.mu.Unlock()
+	b.notify()
 }

@@ -181,6 +181,10 @@ type State struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
+	// current is the delivery the run loop took last (ipc_recv/ipc_poll):
+	// the message it is handling if it crashes before asking for another.
+	current *Delivery
+
 	// Slot is the result slot of docs/abi.md, owned by the instance that
 	// runs with this State.
 	Slot []byte
@@ -342,6 +346,11 @@ func (s *State) InstallRecvContext(msg *bus.Message) {
 // calls.
 func (s *State) ClearRecvContext() { s.clearContext() }
 
+// InFlight returns the delivery the run loop took last, nil if it has
+// asked for another since (an empty poll or a timeout clears it too). Read
+// it only after the run goroutine has ended.
+func (s *State) InFlight() *Delivery { return s.current }
+
 func (s *State) installContext(msg *bus.Message) {
 	s.caller = msg
 	s.invocationNS = ""
@@ -351,6 +360,7 @@ func (s *State) installContext(msg *bus.Message) {
 }
 
 func (s *State) clearContext() {
+	s.current = nil
 	s.caller = nil
 	s.invocationNS = ""
 	s.replied = false
@@ -585,6 +595,7 @@ func (s *State) Poll(h uint64) (*Delivery, error) {
 	}
 	if !s.invoking {
 		s.InstallRecvContext(d.Msg)
+		s.current = d
 	}
 	return d, nil
 }
@@ -613,6 +624,7 @@ func (s *State) Recv(ctx context.Context, h uint64, timeout time.Duration) (*Del
 	}
 	if !s.invoking {
 		s.InstallRecvContext(d.Msg)
+		s.current = d
 	}
 	return d, nil
 }

@@ -178,3 +178,58 @@ func TestIntegrationReadinessTimeout(t *testing.T) {
 	}
 	n.event("neverready", "quarantined", 10*time.Second)
 }
+
+// Messages queued for a run loop survive its crash and reach the next
+// incarnation in order; the message it was handling is retried once and
+// then dead-lettered, and its requester gets a typed error. Every other
+// request is answered exactly once.
+func TestIntegrationRunLoopLossFreeRestart(t *testing.T) {
+	n := startNode(t, linkCapsule(t, "solo", 0, "[supervision]\nbackoff_initial = \"20ms\"\nbackoff_max = \"50ms\"\n"))
+	n.event("solo", "ready", 10*time.Second)
+	dead := record(t, n.client, "astrid.v1.deadletter")
+	replies := record(t, n.client, "test.replies.*")
+	const total = 40
+	for i := range total {
+		payload := fmt.Sprintf(`{"i":%d}`, i)
+		if i == 10 {
+			payload = `{"crash":true,"i":10}`
+		}
+		m := &bus.Message{Topic: "solo.v1.in", Payload: []byte(payload), Reply: fmt.Sprintf("test.replies.%d", i)}
+		if err := n.client.Publish(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replies.waitFor(t, 20*time.Second, "all replies", func(bus.Message) bool { return len(replies.snapshot()) >= total })
+	// The run loop handles its inbox in order: once a later sentinel is
+	// answered, any duplicate of an earlier reply would have arrived.
+	if err := n.client.Publish(&bus.Message{Topic: "solo.v1.in", Payload: []byte(`{"sentinel":1}`), Reply: "test.replies.sentinel"}); err != nil {
+		t.Fatal(err)
+	}
+	replies.waitFor(t, 10*time.Second, "sentinel", func(m bus.Message) bool { return m.Topic == "test.replies.sentinel" })
+	got := map[string]int{}
+	for _, m := range replies.snapshot() {
+		got[m.Topic]++
+		i := strings.TrimPrefix(m.Topic, "test.replies.")
+		if i == "sentinel" {
+			continue
+		}
+		if i == "10" {
+			if !strings.Contains(string(m.Payload), "dead-lettered") {
+				t.Errorf("crash request reply %s, want a dead-lettered error", m.Payload)
+			}
+			continue
+		}
+		if want := fmt.Sprintf(`{"i":%s}`, i); string(m.Payload) != want {
+			t.Errorf("reply %s: %s, want %s", m.Topic, m.Payload, want)
+		}
+	}
+	for i := range total {
+		if c := got[fmt.Sprintf("test.replies.%d", i)]; c != 1 {
+			t.Errorf("request %d answered %d times", i, c)
+		}
+	}
+	dead.waitFor(t, 5*time.Second, "dead letter", func(m bus.Message) bool { return strings.Contains(string(m.Payload), `"crash":true`) })
+	if c := n.countEvents("solo", "restarted"); c != 2 {
+		t.Errorf("%d restarts, want 2 (the crash and its retry)", c)
+	}
+}

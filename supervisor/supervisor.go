@@ -397,11 +397,14 @@ func (s *supervisorActor) failed(ctx actor.Context, m *actors.CapsuleFailed) {
 		d    Directive
 		wait time.Duration
 	)
-	if m.Repeat && !c.runLoop {
+	switch {
+	case m.Repeat && !c.runLoop:
 		// A message that already crashed the capsule is being retried or
 		// parked: it must not exhaust the restart budget on its own.
 		d = Resume
-	} else {
+	case m.Repeat:
+		d, wait = RestartAfter, backoff(c.tr.policy, max(c.tr.attempt, 1))
+	default:
 		d, wait = c.tr.decide(kind, normal, c.runLoop, now)
 	}
 	if d == Quarantine && c.tr.policy.OnExhausted == "escalate" {
