@@ -219,10 +219,7 @@ func (a *CapsuleActor) incarnate(ctx actor.Context) {
 	inc := a.inc
 	log := a.log.With().Int("incarnation", inc).Logger()
 	st := hoststate.New(a.ctx, a.stateConfig(), a.cfg.Transport, a.cfg.KV, a.inbox, log)
-	inst, err := a.cfg.Module.Instantiate(st, capsule.InstanceConfig{
-		Logger:      log,
-		CallTimeout: a.cfg.Manifest.Limits.CallTimeout,
-	})
+	inst, err := a.cfg.Module.Instantiate(st, capsule.InstanceConfig{CallTimeout: a.cfg.Manifest.Limits.CallTimeout})
 	if err != nil {
 		st.Cancel(err)
 		a.inst, a.state = nil, nil

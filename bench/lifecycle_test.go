@@ -51,7 +51,7 @@ func instantiateAstrid(r *run, mod *capsule.Module) {
 	for i := range r.n {
 		t0 := time.Now()
 		st := hoststate.New(ctx, cfg, nil, nil, inbox, zerolog.Nop())
-		in, err := mod.Instantiate(st, capsule.InstanceConfig{Logger: zerolog.Nop()})
+		in, err := mod.Instantiate(st, capsule.InstanceConfig{})
 		if err != nil {
 			r.tb.Fatal(err)
 		}

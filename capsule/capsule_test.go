@@ -101,7 +101,7 @@ func (e *env) instance(t testing.TB, m *Module, cfg hoststate.Config, timeout ti
 	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 	st := hoststate.New(context.Background(), cfg, transport{e.conn}, e.kv, hoststate.NewInbox(64), log)
-	in, err := m.Instantiate(st, InstanceConfig{Logger: log, CallTimeout: timeout})
+	in, err := m.Instantiate(st, InstanceConfig{CallTimeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
@@ -159,8 +158,6 @@ type instanceKey struct{}
 
 // InstanceConfig configures one instance.
 type InstanceConfig struct {
-	// Logger receives guest stdout/stderr lines (source=guest).
-	Logger zerolog.Logger
 	// CallTimeout bounds each interceptor and hook call (0 = 30 s).
 	CallTimeout time.Duration
 }
@@ -199,8 +196,8 @@ func (m *Module) Instantiate(st *hoststate.State, cfg InstanceConfig) (*Instance
 	}
 	base, cancel := context.WithCancel(st.Context())
 	in.ctx, in.cancel = context.WithValue(base, instanceKey{}, in), cancel
-	in.stdout = newGuestWriter(cfg.Logger, "stdout")
-	in.stderr = newGuestWriter(cfg.Logger, "stderr")
+	in.stdout = newGuestWriter(st, "stdout")
+	in.stderr = newGuestWriter(st, "stderr")
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithStdout(in.stdout).
@@ -482,7 +479,7 @@ func (in *Instance) lifecycle(name string, fn api.Function, timeout time.Duratio
 	return nil
 }
 
-// guestWriter sends guest stdout/stderr to the capsule logger line by line
+// guestWriter sends guest stdout/stderr to the capsule's logs line by line
 // and keeps the last few KiB for failure diagnosis.
 //
 // # Concurrency
@@ -490,7 +487,7 @@ func (in *Instance) lifecycle(name string, fn api.Function, timeout time.Duratio
 // Written only by the goroutine executing the guest; Tail is read by the
 // same goroutine after a failed call.
 type guestWriter struct {
-	log    zerolog.Logger
+	st     *hoststate.State
 	stream string
 	line   []byte
 	tail   []byte
@@ -502,8 +499,8 @@ type guestWriter struct {
 
 const tailBytes = 4096
 
-func newGuestWriter(log zerolog.Logger, stream string) *guestWriter {
-	return &guestWriter{log: log, stream: stream}
+func newGuestWriter(st *hoststate.State, stream string) *guestWriter {
+	return &guestWriter{st: st, stream: stream}
 }
 
 func (w *guestWriter) Write(p []byte) (int, error) {
@@ -531,11 +528,11 @@ func (w *guestWriter) emit(line []byte) {
 	if !w.oom && bytes.Contains(line, []byte("out of memory")) {
 		w.oom = true
 	}
-	ev := w.log.Info()
+	level := int32(hoststate.LevelInfo)
 	if w.stream == "stderr" {
-		ev = w.log.Warn()
+		level = hoststate.LevelWarn
 	}
-	ev.Str("source", "guest").Str("stream", w.stream).Msg(string(line))
+	w.st.LogStream(level, w.stream, string(line))
 }
 
 // Tail returns the last bytes written.

@@ -120,6 +120,9 @@ type Config struct {
 	// Elicitor answers elicit calls in the install/upgrade phases; nil
 	// means elicit fails with internal.
 	Elicitor Elicitor
+	// Logs receives guest log lines (per-principal log files); nil means
+	// the node log only.
+	Logs LogSink
 }
 
 // State is the per-incarnation host state behind every host function a
@@ -151,6 +154,7 @@ type State struct {
 	prevVer    string
 	secrets    SecretStore
 	elicitor   Elicitor
+	logs       LogSink
 
 	// caller is the message being handled (the invocation context); nil
 	// between invocations and after an empty poll.
@@ -212,6 +216,7 @@ func New(ctx context.Context, cfg Config, t Transport, kv KVStore, inbox *Inbox,
 		prevVer:   cfg.PreviousVersion,
 		secrets:   cfg.Secrets,
 		elicitor:  cfg.Elicitor,
+		logs:      cfg.Logs,
 		limiter:   NewRateLimiter(cfg.IPCBytesPerSecond),
 		transport: t,
 		kv:        kv,
@@ -837,29 +842,43 @@ const (
 	LevelError = 4
 )
 
-// Log implements sys_log: the message goes to the capsule's logger with the
-// invoking principal and topic.
-func (s *State) Log(level int32, msg string) {
+// LogSink receives every guest log line (sys_log and stdout/stderr) for
+// the per-principal, per-capsule log files.
+type LogSink interface {
+	Write(principal, capsule string, level int32, msg string)
+}
+
+// Log implements sys_log: the line goes to the invoking principal's log
+// file for this capsule and, at warn and above, to the node's log with
+// capsule, principal and topic fields (below warn only at debug level).
+func (s *State) Log(level int32, msg string) { s.LogStream(level, "", msg) }
+
+// LogStream is Log for a guest output stream ("stdout", "stderr"; "" for
+// sys_log).
+func (s *State) LogStream(level int32, stream, msg string) {
 	if len(msg) > MaxLogMessageBytes {
 		msg = msg[:MaxLogMessageBytes]
 	}
+	principal := s.EffectivePrincipal()
+	if s.logs != nil {
+		s.logs.Write(principal, s.capsuleID, level, msg)
+	}
 	var ev *zerolog.Event
-	switch level {
-	case LevelTrace:
-		ev = s.log.Trace()
-	case LevelDebug:
-		ev = s.log.Debug()
-	case LevelInfo:
-		ev = s.log.Info()
-	case LevelWarn:
+	switch {
+	case level >= LevelError:
+		ev = s.log.Error()
+	case level == LevelWarn:
 		ev = s.log.Warn()
 	default:
-		ev = s.log.Error()
+		ev = s.log.Debug()
 	}
 	if !ev.Enabled() {
 		return
 	}
-	ev = ev.Str("source", "guest").Str("principal", s.EffectivePrincipal())
+	ev = ev.Str("source", "guest").Str("principal", principal)
+	if stream != "" {
+		ev = ev.Str("stream", stream)
+	}
 	if s.caller != nil {
 		ev = ev.Str("topic", s.caller.Topic)
 	}

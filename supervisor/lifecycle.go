@@ -230,7 +230,7 @@ func (n *Node) runHook(ctx context.Context, c *candidate, phase hoststate.Phase,
 	defer cancel()
 	st := hoststate.New(hctx, cfg, n.t, n.kv, hoststate.NewInbox(1), log)
 	defer st.Cancel(errors.New("lifecycle hook done"))
-	inst, err := c.mod.Instantiate(st, capsule.InstanceConfig{Logger: log, CallTimeout: LifecycleTimeout})
+	inst, err := c.mod.Instantiate(st, capsule.InstanceConfig{CallTimeout: LifecycleTimeout})
 	if err != nil {
 		return err
 	}
