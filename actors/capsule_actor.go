@@ -22,15 +22,14 @@ type CapsuleConfig struct {
 	Manifest  *manifests.Manifest
 	Module    *capsule.Module
 	Transport *Transport
-	KV        hoststate.KVStore
 	Router    *Router
 	Logger    zerolog.Logger
 	// Owner is the principal the capsule is loaded for ("default").
 	Owner string
 	// Env is the resolved non-secret configuration.
 	Env map[string]string
-	// Secrets resolves secret-typed [env] keys.
-	Secrets hoststate.SecretStore
+	// Tenancy holds the node's per-principal services.
+	Tenancy Tenancy
 	// Generation numbers the versions of one capsule on this node (0 for
 	// the first); a hot upgrade runs generation N+1 beside N until the
 	// switch.
@@ -38,6 +37,18 @@ type CapsuleConfig struct {
 	// Unrouted actors do not bind their interceptors at start; the
 	// supervisor binds them when it switches traffic to them (hot upgrade).
 	Unrouted bool
+}
+
+// Tenancy is what keeps principals apart in a shared capsule: the
+// quota-aware KV store, secrets, stored config, quota profiles and
+// per-principal log files. Any field may be nil.
+type Tenancy struct {
+	KV       hoststate.KVStore
+	Secrets  hoststate.SecretStore
+	Config   hoststate.ConfigStore
+	Profiles hoststate.Profiles
+	Logs     hoststate.LogSink
+	OnQuota  func(hoststate.QuotaEvent)
 }
 
 // CapsuleActor runs one capsule: it owns the capsule's current wazero
@@ -132,7 +143,7 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 		}
 		a.incarnate(ctx)
 	case *Invoke:
-		m.mb.release()
+		m.mb.release(m.Msg.Principal)
 		a.invoke(ctx, m)
 	case *Deliver:
 		a.inbox.Push(&hoststate.Delivery{Handle: m.Handle, Msg: m.Msg})
@@ -196,7 +207,11 @@ func (a *CapsuleActor) stateConfig() hoststate.Config {
 		Owner:     a.cfg.Owner,
 		Env:       a.cfg.Env,
 		Bindings:  a.bindings,
-		Secrets:   a.cfg.Secrets,
+		Secrets:   a.cfg.Tenancy.Secrets,
+		Config:    a.cfg.Tenancy.Config,
+		Profiles:  a.cfg.Tenancy.Profiles,
+		Logs:      a.cfg.Tenancy.Logs,
+		OnQuota:   a.cfg.Tenancy.OnQuota,
 	}
 	for _, e := range m.Env {
 		if e.Type == "secret" {
@@ -218,7 +233,7 @@ func (a *CapsuleActor) incarnate(ctx actor.Context) {
 	a.inc++
 	inc := a.inc
 	log := a.log.With().Int("incarnation", inc).Logger()
-	st := hoststate.New(a.ctx, a.stateConfig(), a.cfg.Transport, a.cfg.KV, a.inbox, log)
+	st := hoststate.New(a.ctx, a.stateConfig(), a.cfg.Transport, a.cfg.Tenancy.KV, a.inbox, log)
 	inst, err := a.cfg.Module.Instantiate(st, capsule.InstanceConfig{CallTimeout: a.cfg.Manifest.Limits.CallTimeout})
 	if err != nil {
 		st.Cancel(err)

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,10 @@ type Router struct {
 	root *actor.RootContext
 	log  zerolog.Logger
 
+	// profiles and onQuota enforce max_in_flight_calls (set before use).
+	profiles hoststate.Profiles
+	onQuota  func(hoststate.QuotaEvent)
+
 	mu   sync.Mutex
 	all  []route
 	subs map[string]func() // pattern -> cancel
@@ -65,6 +70,9 @@ type route struct {
 type Mailbox struct {
 	slots  chan struct{}
 	policy string
+	// per counts each principal's Invokes holding a slot, for the
+	// max_in_flight_calls quota (one principal cannot fill the mailbox).
+	per sync.Map // principal -> *atomic.Int32
 }
 
 // NewMailbox returns a mailbox holding at most size Invokes.
@@ -75,29 +83,47 @@ func NewMailbox(size int, policy string) *Mailbox {
 	return &Mailbox{slots: make(chan struct{}, size), policy: policy}
 }
 
-// acquire takes a slot; wait allows blocking under the block policy.
-func (mb *Mailbox) acquire(wait bool) bool {
+func (mb *Mailbox) counter(principal string) *atomic.Int32 {
+	if c, ok := mb.per.Load(principal); ok {
+		return c.(*atomic.Int32)
+	}
+	c, _ := mb.per.LoadOrStore(principal, new(atomic.Int32))
+	return c.(*atomic.Int32)
+}
+
+// acquire takes a slot for one Invoke of principal; wait allows blocking
+// under the block policy. It returns "" on success, else the refusal code:
+// "quota" when principal already holds limit slots (limit <= 0: no cap),
+// "backpressure" when the mailbox is full.
+func (mb *Mailbox) acquire(wait bool, principal string, limit int) string {
 	if mb == nil {
-		return true
+		return ""
+	}
+	c := mb.counter(principal)
+	if n := c.Add(1); limit > 0 && int(n) > limit {
+		c.Add(-1)
+		return "quota"
 	}
 	if wait && mb.policy == "block" {
 		mb.slots <- struct{}{}
-		return true
+		return ""
 	}
 	select {
 	case mb.slots <- struct{}{}:
-		return true
+		return ""
 	default:
-		return false
+		c.Add(-1)
+		return "backpressure"
 	}
 }
 
-// release frees the slot of one Invoke; the actor calls it when it takes
-// the Invoke off its mailbox.
-func (mb *Mailbox) release() {
+// release frees the slot of one Invoke of principal; the actor calls it
+// when it takes the Invoke off its mailbox.
+func (mb *Mailbox) release(principal string) {
 	if mb == nil {
 		return
 	}
+	mb.counter(principal).Add(-1)
 	select {
 	case <-mb.slots:
 	default:
@@ -119,6 +145,12 @@ func NewRouter(t *Transport, root *actor.RootContext, log zerolog.Logger) *Route
 	empty := []route{}
 	r.snap.Store(&empty)
 	return r
+}
+
+// SetTenancy sets the quota profiles and the quota reporter; call it
+// before the first Add.
+func (r *Router) SetTenancy(p hoststate.Profiles, onQuota func(hoststate.QuotaEvent)) {
+	r.profiles, r.onQuota = p, onQuota
 }
 
 // Add registers (or replaces) the bindings of capsule id, served by pid
@@ -253,10 +285,20 @@ func (c *chain) start(level int) {
 		// Only the first level runs on the NATS callback, where blocking
 		// pushes back on the publisher; later levels run on actors, which
 		// must not block on each other.
-		if !rt.mb.acquire(level == 0) {
-			c.r.log.Warn().Str("capsule", rt.capsule).Str("topic", c.msg.Topic).Msg("mailbox full; message refused")
-			c.complete(level, i, capsule.Result{Kind: capsule.Errored, Code: "backpressure",
-				Data: []byte("capsule " + rt.capsule + " mailbox is full")}, false)
+		limit := 0
+		if c.r.profiles != nil {
+			limit = c.r.profiles.Profile(c.msg.Principal).MaxInFlight
+		}
+		if code := rt.mb.acquire(level == 0, c.msg.Principal, limit); code != "" {
+			detail := "capsule " + rt.capsule + " mailbox is full"
+			if code == "quota" {
+				detail = fmt.Sprintf("principal %s already has %d messages queued at capsule %s", c.msg.Principal, limit, rt.capsule)
+				if c.r.onQuota != nil {
+					c.r.onQuota(hoststate.QuotaEvent{Capsule: rt.capsule, Principal: c.msg.Principal, Quota: "max_in_flight_calls", Limit: int64(limit)})
+				}
+			}
+			c.r.log.Debug().Str("capsule", rt.capsule).Str("topic", c.msg.Topic).Str("code", code).Msg("message refused")
+			c.complete(level, i, capsule.Result{Kind: capsule.Errored, Code: code, Data: []byte(detail)}, false)
 			continue
 		}
 		c.r.root.Send(rt.pid, &Invoke{Msg: c.msg, Action: rt.action, Handle: rt.handle, chain: c, level: level, index: i, mb: rt.mb})

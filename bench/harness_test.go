@@ -184,7 +184,7 @@ func startNode(tb testing.TB, dirs ...string) *env {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(nc.Close)
-	e := &env{tb: tb, node: n, client: nc, done: make(chan []byte, 16)}
+	e := &env{tb: tb, node: n, client: nc, done: make(chan []byte, 1024)}
 	sub, err := nc.Subscribe("bench.v1.done", func(m *nats.Msg) { e.done <- m.Data })
 	if err != nil {
 		tb.Fatal(err)
@@ -406,8 +406,12 @@ func sinkCapsule(tb testing.TB) string {
 	return capsuletest.CapsuleDir(tb, sinkGuest, "sink.wasm")
 }
 
+// idleTopic is the counting topic of idle capsule i; idleTopic(i)+".echo"
+// is its echo topic.
+func idleTopic(i int) string { return fmt.Sprintf("bench.v1.idle.%04d", i) }
+
 // idleCapsules writes n capsule dirs of the sink guest, each with its own
-// id and topic, under one temp dir.
+// id, a counting topic and an echo topic, under one temp dir.
 func idleCapsules(tb testing.TB, n int) []string {
 	tb.Helper()
 	path, _ := capsuletest.Build(tb, sinkGuest)
@@ -415,7 +419,8 @@ func idleCapsules(tb testing.TB, n int) []string {
 	dirs := make([]string, n)
 	for i := range n {
 		name := fmt.Sprintf("bench-idle-%04d", i)
-		m := manifest(name, map[string]string{fmt.Sprintf("bench.v1.idle.%04d", i): "count"}, nil, "")
+		m := manifest(name, map[string]string{idleTopic(i): "count", idleTopic(i) + ".echo": "echo"},
+			[]string{"bench.v1.done"}, "")
 		dirs[i] = capsuleDir(tb, root, name, "sink.wasm", m, path)
 	}
 	return dirs

@@ -25,6 +25,10 @@ func TestPaths(t *testing.T) {
 	// Small chunks, so the chunking of the looping rows is exercised too.
 	small := func(op hostOp) hostOp { op.chunk = 7; return op }
 	dirs := idleCapsules(t, 3)
+	e.load(dirs...)
+	rawResponders(t, e, len(dirs))
+	echoTopic := func(i int) string { return idleTopic(i) + ".echo" }
+	rawEchoTopic := func(i int) string { return "bench.v1.rawscale." + idleTopic(i) + ".echo" }
 	tests := []struct {
 		name string
 		n    int
@@ -56,6 +60,10 @@ func TestPaths(t *testing.T) {
 		{"boot/astrid-first-install", 1, func(r *run) { bootAstrid(r, dirs, "") }},
 		{"memory/raw-wazero", 1, func(r *run) { memRaw(r, wasm, 10) }},
 		{"memory/astrid", 1, func(r *run) { memAstrid(r, wasm, dirs) }},
+		{"scaling/throughput/raw-nats", 31, func(r *run) { scaleThroughputRaw(r, e, len(dirs)) }},
+		{"scaling/throughput/astrid", 31, func(r *run) { scaleThroughputAstrid(r, e, len(dirs)) }},
+		{"scaling/latency/raw-nats", 7, func(r *run) { scaleLatency(r, e, len(dirs), rawEchoTopic) }},
+		{"scaling/latency/astrid", 7, func(r *run) { scaleLatency(r, e, len(dirs), echoTopic) }},
 		{"loss/astrid", 40, func(r *run) {
 			res := lossAstrid(r, e, 10, 4)
 			if res.lost.Load() != 0 || res.collateral.Load() != 0 || res.failed.Load() != 4 || res.ok.Load() != 36 {

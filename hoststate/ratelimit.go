@@ -34,6 +34,15 @@ func (r *RateLimiter) Limit() int { return r.limit }
 // Allow charges n bytes to principal at time now and reports whether the
 // budget of the current window allows it. A refused call charges nothing.
 func (r *RateLimiter) Allow(principal string, n int, now time.Time) bool {
+	return r.AllowN(principal, n, r.limit, now)
+}
+
+// AllowN is Allow with an explicit limit (the invoking principal's
+// profile); limit <= 0 means the limiter's own.
+func (r *RateLimiter) AllowN(principal string, n, limit int, now time.Time) bool {
+	if limit <= 0 {
+		limit = r.limit
+	}
 	w := r.windows[principal]
 	if w == nil {
 		if len(r.windows) >= 10000 {
@@ -46,7 +55,7 @@ func (r *RateLimiter) Allow(principal string, n int, now time.Time) bool {
 		w.start = now
 		w.used = 0
 	}
-	if w.used+n > r.limit {
+	if w.used+n > limit {
 		return false
 	}
 	w.used += n

@@ -123,6 +123,15 @@ type Config struct {
 	// Logs receives guest log lines (per-principal log files); nil means
 	// the node log only.
 	Logs LogSink
+	// Profiles gives each invoking principal's quotas; nil means
+	// DefaultProfile for everyone.
+	Profiles Profiles
+	// Config holds stored [env] values, consulted before manifest
+	// defaults; nil means defaults only.
+	Config ConfigStore
+	// OnQuota is told about every call refused by a quota (events,
+	// metrics); it must not block.
+	OnQuota func(QuotaEvent)
 }
 
 // State is the per-incarnation host state behind every host function a
@@ -155,6 +164,9 @@ type State struct {
 	secrets    SecretStore
 	elicitor   Elicitor
 	logs       LogSink
+	profiles   Profiles
+	config     ConfigStore
+	onQuota    func(QuotaEvent)
 
 	// caller is the message being handled (the invocation context); nil
 	// between invocations and after an empty poll.
@@ -217,6 +229,9 @@ func New(ctx context.Context, cfg Config, t Transport, kv KVStore, inbox *Inbox,
 		secrets:   cfg.Secrets,
 		elicitor:  cfg.Elicitor,
 		logs:      cfg.Logs,
+		profiles:  cfg.Profiles,
+		config:    cfg.Config,
+		onQuota:   cfg.OnQuota,
 		limiter:   NewRateLimiter(cfg.IPCBytesPerSecond),
 		transport: t,
 		kv:        kv,
@@ -284,7 +299,16 @@ func (s *State) Logger() *zerolog.Logger { return &s.log }
 
 // SignalReady marks the capsule ready; idempotent. Safe from any goroutine.
 func (s *State) SignalReady() {
-	s.readyOnce.Do(func() { close(s.ready) })
+	s.readyOnce.Do(func() {
+		// Readiness promises routability: the server must have every
+		// subscription made so far before anyone is told.
+		if f, ok := s.transport.(interface{ Flush() error }); ok && f != nil {
+			if err := f.Flush(); err != nil {
+				s.log.Warn().Err(err).Msg("flush before readiness")
+			}
+		}
+		close(s.ready)
+	})
 }
 
 // Ready is closed once the capsule has signalled readiness.
@@ -431,8 +455,10 @@ func (s *State) Publish(topic string, payload []byte) error {
 		return errf(CodeInvalidInput, "payload is not valid JSON")
 	}
 	principal := s.EffectivePrincipal()
-	if !s.limiter.Allow(principal, len(topic)+len(payload), time.Now()) {
-		return errf(CodeRateLimited, "IPC budget of %d bytes/s exhausted for principal %s", s.limiter.Limit(), principal)
+	limit := s.effectiveProfile().IPCBytesPerSec
+	if !s.limiter.AllowN(principal, len(topic)+len(payload), limit, time.Now()) {
+		s.quotaExceeded("ipc_bytes_per_sec", int64(limit))
+		return errf(CodeRateLimited, "IPC budget of %d bytes/s exhausted for principal %s", limit, principal)
 	}
 	m := s.outgoing(topic, payload)
 	if err := s.transport.Publish(m); err != nil {
@@ -453,7 +479,8 @@ func (s *State) Reply(payload []byte) error {
 		return err
 	}
 	principal := s.EffectivePrincipal()
-	if !s.limiter.Allow(principal, len(payload), time.Now()) {
+	if limit := s.effectiveProfile().IPCBytesPerSec; !s.limiter.AllowN(principal, len(payload), limit, time.Now()) {
+		s.quotaExceeded("ipc_bytes_per_sec", int64(limit))
 		return errf(CodeRateLimited, "IPC budget exhausted for principal %s", principal)
 	}
 	m := s.outgoing(s.caller.Topic, payload)
@@ -517,8 +544,9 @@ func (s *State) Subscribe(pattern string) (uint64, error) {
 	if !s.maySubscribe(pattern) {
 		return 0, errf(CodeCapabilityDenied, "pattern %q is not covered by the [subscribe] table", pattern)
 	}
-	if s.subCount >= MaxSubscriptions {
-		return 0, errf(CodeQuota, "at most %d subscriptions per capsule", MaxSubscriptions)
+	if limit := min(MaxSubscriptions, s.effectiveProfile().MaxSubscriptions); s.subCount >= limit {
+		s.quotaExceeded("max_subscriptions", int64(limit))
+		return 0, errf(CodeQuota, "at most %d subscriptions per capsule", limit)
 	}
 	h := s.nextSub
 	inbox := s.inbox
@@ -693,7 +721,10 @@ func checkPrefix(prefix string) error {
 }
 
 func kvErr(err error) error {
+	var he *Error
 	switch {
+	case errors.As(err, &he):
+		return he
 	case errors.Is(err, bus.ErrKeyNotFound):
 		return ErrNotFound
 	case errors.Is(err, bus.ErrCASMismatch):
@@ -890,6 +921,11 @@ func (s *State) LogStream(level int32, stream, msg string) {
 func (s *State) GetConfig(key string) (string, error) {
 	if _, secret := s.secretKeys[key]; secret {
 		return s.secret(key)
+	}
+	if s.config != nil {
+		if v, ok := s.config.Get(s.EffectivePrincipal(), s.capsuleID, key); ok {
+			return v, nil
+		}
 	}
 	v, ok := s.env[key]
 	if !ok {

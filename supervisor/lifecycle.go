@@ -225,10 +225,11 @@ func (n *Node) runHook(ctx context.Context, c *candidate, phase hoststate.Phase,
 	cfg := stateConfig(c.m, n.cfg.Owner)
 	cfg.Phase, cfg.PreviousVersion = phase, prev
 	cfg.Env = defaultEnv(c.m)
-	cfg.Secrets, cfg.Elicitor = n.secrets, n.elicitor
+	cfg.Secrets, cfg.Elicitor, cfg.Config, cfg.Profiles = n.secrets, n.elicitor, n.config, n.profiles
+	cfg.Logs, cfg.OnQuota = n.logs, n.quotaExceeded
 	hctx, cancel := context.WithTimeout(ctx, LifecycleTimeout)
 	defer cancel()
-	st := hoststate.New(hctx, cfg, n.t, n.kv, hoststate.NewInbox(1), log)
+	st := hoststate.New(hctx, cfg, n.t, n.kvq, hoststate.NewInbox(1), log)
 	defer st.Cancel(errors.New("lifecycle hook done"))
 	inst, err := c.mod.Instantiate(st, capsule.InstanceConfig{CallTimeout: LifecycleTimeout})
 	if err != nil {
@@ -289,6 +290,7 @@ type ElicitResponse struct {
 // Goroutine-safe; answers is read-only after construction.
 type busElicitor struct {
 	t       *actors.Transport
+	config  *FileConfigStore
 	answers map[string]map[string]any
 	log     zerolog.Logger
 }
@@ -331,6 +333,12 @@ func (e *busElicitor) Elicit(ctx context.Context, capsuleID, principal string, r
 	case r := <-got:
 		switch {
 		case r.Value != nil:
+			if req.Kind != "secret" && e.config != nil {
+				// A non-secret answer is also the capsule's stored config.
+				if err := e.config.Set(principal, capsuleID, req.Key, *r.Value); err != nil {
+					e.log.Warn().Err(err).Str("capsule", capsuleID).Msg("elicit answer not stored as config")
+				}
+			}
 			return hoststate.ElicitAnswer{Value: *r.Value}, nil
 		case r.Values != nil:
 			return hoststate.ElicitAnswer{Values: r.Values}, nil

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -19,6 +21,7 @@ import (
 	"github.com/astrid-go/astrid/actors"
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/capsule"
+	"github.com/astrid-go/astrid/hoststate"
 	"github.com/astrid-go/astrid/manifests"
 )
 
@@ -74,6 +77,11 @@ type Node struct {
 	records  *records
 	secrets  *FileSecrets
 	elicitor *busElicitor
+	profiles *FileProfiles
+	config   *FileConfigStore
+	kvq      *quotaKV
+	logs     hoststate.LogSink
+	quotaLog sync.Map // "principal/capsule/quota" -> time.Time of the last event
 }
 
 // Start brings up NATS, the engine and the supervisor. No capsule is
@@ -136,7 +144,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if n.secrets, err = NewFileSecrets(filepath.Join(cfg.DataDir, "secrets")); err != nil {
 		return nil, err
 	}
-	n.elicitor = &busElicitor{t: n.t, log: n.log.With().Str("component", "elicit").Logger()}
+	if n.profiles, err = NewFileProfiles(filepath.Join(cfg.DataDir, "profiles")); err != nil {
+		return nil, err
+	}
+	n.config = NewFileConfigStore(filepath.Join(cfg.DataDir, "config"))
+	n.kvq = &quotaKV{KV: n.kv, profiles: n.profiles, onQuota: n.quotaExceeded, ns: map[string]*nsUsage{}}
+	n.elicitor = &busElicitor{t: n.t, config: n.config, log: n.log.With().Str("component", "elicit").Logger()}
 	if cfg.File != nil {
 		n.elicitor.answers = cfg.File.Answers
 	}
@@ -149,6 +162,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.system = actor.NewActorSystem(actor.WithLoggerFactory(actors.SlogBridge(n.log)))
 	n.router = actors.NewRouter(n.t, n.system.Root, n.log)
+	n.router.SetTenancy(n.profiles, n.quotaExceeded)
 	sa := &supervisorActor{node: n, log: n.log.With().Str("component", "supervisor").Logger(),
 		capsules: map[string]*child{}, byPID: map[string]*child{}, pending: map[string]*child{}}
 	n.sup, err = n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sa }), "supervisor")
@@ -284,11 +298,20 @@ func (n *Node) Load(ctx context.Context, paths ...string) (*LoadReport, error) {
 		l := byID[id]
 		ready[id] = make(chan struct{})
 		n.system.Root.Send(n.sup, &spawn{cfg: actors.CapsuleConfig{
-			Manifest: l.m, Module: l.mod, Transport: n.t, KV: n.kv, Router: n.router,
-			Logger: n.log, Owner: n.cfg.Owner, Env: defaultEnv(l.m), Secrets: n.secrets,
+			Manifest: l.m, Module: l.mod, Transport: n.t, Router: n.router,
+			Logger: n.log, Owner: n.cfg.Owner, Env: defaultEnv(l.m), Tenancy: n.tenancy(),
 		}, group: n.cfg.File.groupOf(id), graph: &g, ready: ready[id]})
 		n.order = append(n.order, id)
 		rep.Loaded = append(rep.Loaded, id)
+		if missing := n.missingConfig(l.m, n.owner()); len(missing) > 0 {
+			body, _ := json.Marshal(Onboarding{CapsuleID: id, Principal: n.owner(), Fields: missing})
+			n.publishEvent(OnboardingTopic, body)
+			names := make([]string, len(missing))
+			for i, f := range missing {
+				names[i] = f.Key
+			}
+			n.log.Warn().Str("capsule", id).Strs("missing", names).Msg("capsule needs configuration; loaded anyway")
+		}
 	}
 	for _, id := range g.Order {
 		if !wait(id, byID[id].m.Supervision.ReadinessTimeout) {
@@ -315,7 +338,8 @@ func (n *Node) compile(ctx context.Context, file string, m *manifests.Manifest) 
 		return nil, err
 	}
 	start := time.Now()
-	mod, err := n.engine.Compile(ctx, wasm, m.Limits.MemoryPages)
+	pages := min(m.Limits.MemoryPages, n.profiles.Profile(n.owner()).MemoryPages)
+	mod, err := n.engine.Compile(ctx, wasm, pages)
 	if err != nil {
 		return nil, fmt.Errorf("capsule %s: %w", m.ID(), err)
 	}
@@ -487,8 +511,8 @@ func (n *Node) Reload(ctx context.Context) (*ReloadReport, error) {
 			}
 			done := make(chan error, 1)
 			n.system.Root.Send(n.sup, &upgrade{cfg: actors.CapsuleConfig{
-				Manifest: c.m, Module: c.mod, Transport: n.t, KV: n.kv, Router: n.router,
-				Logger: n.log, Owner: n.cfg.Owner, Env: defaultEnv(c.m), Secrets: n.secrets,
+				Manifest: c.m, Module: c.mod, Transport: n.t, Router: n.router,
+				Logger: n.log, Owner: n.cfg.Owner, Env: defaultEnv(c.m), Tenancy: n.tenancy(),
 			}, done: done})
 			select {
 			case err = <-done:
@@ -515,4 +539,31 @@ func (n *Node) Reload(ctx context.Context) (*ReloadReport, error) {
 		maps.Copy(rep.Failed, lr.Failed)
 	}
 	return rep, nil
+}
+
+func (n *Node) owner() string { return cmp.Or(n.cfg.Owner, bus.DefaultPrincipal) }
+
+// tenancy is what every capsule of the node shares for per-principal
+// isolation: secrets, stored config, quota profiles, quota-aware KV and
+// per-principal logs.
+func (n *Node) tenancy() actors.Tenancy {
+	return actors.Tenancy{KV: n.kvq, Secrets: n.secrets, Config: n.config, Profiles: n.profiles,
+		Logs: n.logs, OnQuota: n.quotaExceeded}
+}
+
+// QuotaTopic carries quota refusals (at most one event per principal,
+// capsule and quota per second).
+const QuotaTopic = "astrid.v1.quota.exceeded"
+
+func (n *Node) quotaExceeded(ev hoststate.QuotaEvent) {
+	key := ev.Principal + "/" + ev.Capsule + "/" + ev.Quota
+	now := time.Now()
+	if last, ok := n.quotaLog.Load(key); ok && now.Sub(last.(time.Time)) < time.Second {
+		return
+	}
+	n.quotaLog.Store(key, now)
+	body, _ := json.Marshal(ev)
+	n.publishEvent(QuotaTopic, body)
+	n.log.Warn().Str("capsule", ev.Capsule).Str("principal", ev.Principal).Str("quota", ev.Quota).
+		Int64("limit", ev.Limit).Msg("quota exceeded")
 }
