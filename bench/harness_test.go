@@ -362,7 +362,10 @@ func manifest(name string, subscribe map[string]string, publish []string, extra 
 	// NATS flow control instead of having messages refused (the default
 	// "reject" answers them with a backpressure error, which a one-way
 	// publisher never sees).
-	b.WriteString("\n[limits]\ncall_timeout = \"5m\"\noverflow = \"block\"\n\n[supervision]\nmax_restarts = 1000000\nwithin = \"1s\"\n")
+	// readiness_timeout: a node booting 1,000 capsules instantiates them all
+	// at once on two cores; the default 5 s can pass before the last one is
+	// scheduled (docs/benchmarks.md, scaling).
+	b.WriteString("\n[limits]\ncall_timeout = \"5m\"\noverflow = \"block\"\n\n[supervision]\nmax_restarts = 1000000\nwithin = \"1s\"\nreadiness_timeout = \"2m\"\n")
 	b.WriteString(extra)
 	return b.String()
 }
