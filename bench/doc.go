@@ -17,6 +17,12 @@
 // serves every row; examples/echo and capsule/testdata/guests/crashon serve
 // the latency and loss rows.
 //
+// BenchmarkScaling (1 to 1,000 capsules on one node) runs only when
+// ASTRID_BENCH_SCALING is set; cmd/benchplot draws its curves. BENCH_LOG=warn
+// (or any zerolog level) sends node logs to stderr, and ASTRID_BENCH_CACHE
+// names a wazero compilation cache kept across runs, so a profiled run does
+// not profile the first compile.
+//
 // bench is black-box and may import every package of the module; it alone
 // (with integration) may import wazero and nats.go directly, for the raw
 // baselines. It has no non-test API.

@@ -90,7 +90,10 @@ type run struct {
 	metrics map[string]float64
 }
 
-func benchRun(b *testing.B) *run { return &run{tb: b, b: b, n: b.N, metrics: map[string]float64{}} }
+func benchRun(b *testing.B) *run {
+	b.ReportAllocs()
+	return &run{tb: b, b: b, n: b.N, metrics: map[string]float64{}}
+}
 
 func testRun(t testing.TB, n int) *run { return &run{tb: t, n: n, metrics: map[string]float64{}} }
 
