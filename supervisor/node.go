@@ -46,6 +46,9 @@ type Config struct {
 	KVReplicas int
 	// CacheDir is the wazero compilation cache (default DataDir/cache/wazero).
 	CacheDir string
+	// SubjectPrefix puts every topic under this NATS subject prefix
+	// (deployment isolation on a shared NATS); empty means none.
+	SubjectPrefix string
 	// File is the parsed node config file (astrid run --config); nil
 	// means no node-wide defaults and one_for_one everywhere.
 	File *FileConfig
@@ -126,9 +129,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		n.conn, err = bus.ConnectInProcess(n.server, "astrid-"+cfg.NodeID, n.log, bus.WithStamper(stamper))
+		n.conn, err = bus.ConnectInProcess(n.server, "astrid-"+cfg.NodeID, n.log, bus.WithStamper(stamper), bus.WithSubjects(bus.Subjects{Prefix: cfg.SubjectPrefix}))
 	} else {
-		n.conn, err = bus.Connect(ctx, cfg.NATSURL, "astrid-"+cfg.NodeID, n.log, bus.WithStamper(stamper))
+		n.conn, err = bus.Connect(ctx, cfg.NATSURL, "astrid-"+cfg.NodeID, n.log, bus.WithStamper(stamper),
+			bus.WithSubjects(bus.Subjects{Prefix: cfg.SubjectPrefix}))
 	}
 	if err != nil {
 		return nil, err

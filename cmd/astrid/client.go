@@ -18,6 +18,7 @@ var errNoCapsules = errors.New("no capsule could be loaded")
 // clientFlags are the flags of the commands that talk to a node as an
 // outside tool.
 type clientFlags struct {
+	prefix    string
 	server    string
 	principal string
 	timeout   time.Duration
@@ -31,6 +32,7 @@ func (c *clientFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&c.server, "server", "s", def, "NATS server URL (env NATS_URL)")
 	cmd.Flags().StringVar(&c.principal, "principal", "", "principal to claim (Astrid-Principal header); default \"default\"")
 	cmd.Flags().DurationVar(&c.timeout, "timeout", 5*time.Second, "how long to wait")
+	cmd.Flags().StringVar(&c.prefix, "subject-prefix", "", "the node's --subject-prefix, if it has one")
 }
 
 func (c *clientFlags) connect(ctx context.Context) (*bus.Conn, error) {
@@ -39,7 +41,7 @@ func (c *clientFlags) connect(ctx context.Context) (*bus.Conn, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	conn, err := bus.Connect(cctx, c.server, "astrid-cli", zerolog.Nop())
+	conn, err := bus.Connect(cctx, c.server, "astrid-cli", zerolog.Nop(), bus.WithSubjects(bus.Subjects{Prefix: c.prefix}))
 	if err != nil {
 		return nil, &exitError{code: ExitFailure, err: err}
 	}

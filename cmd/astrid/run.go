@@ -113,6 +113,7 @@ fails the old version keeps serving.`,
 	f.StringVar(&cfg.NodeID, "node-id", "", "node id used in events (default node-<hostname>)")
 	f.StringVar(&cfg.Owner, "owner", "default", "principal the capsules are loaded for")
 	f.IntVar(&cfg.KVReplicas, "kv-replicas", 1, "JetStream KV replica count")
+	f.StringVar(&cfg.SubjectPrefix, "subject-prefix", "", "put every topic under this NATS subject prefix (isolates deployments sharing a NATS)")
 	f.DurationVar(&drain, "drain", 10*time.Second, "how long shutdown may take before giving up")
 	cmd.MarkFlagsMutuallyExclusive("nats", "nats-listen")
 	return cmd
