@@ -49,6 +49,8 @@ type Tenancy struct {
 	Profiles hoststate.Profiles
 	Logs     hoststate.LogSink
 	OnQuota  func(hoststate.QuotaEvent)
+	// OnDeadLetter counts messages parked on the dead-letter topic.
+	OnDeadLetter func(capsule string)
 }
 
 // CapsuleActor runs one capsule: it owns the capsule's current wazero
@@ -402,6 +404,9 @@ func (a *CapsuleActor) deadLetter(msg *bus.Message, payload []byte, reason strin
 	}
 	body, _ := json.Marshal(dl)
 	a.log.Warn().Str("topic", msg.Topic).Str("reason", reason).Msg("message dead-lettered")
+	if a.cfg.Tenancy.OnDeadLetter != nil {
+		a.cfg.Tenancy.OnDeadLetter(a.id)
+	}
 	if err := a.cfg.Transport.Publish(&bus.Message{Topic: DeadLetterTopic, Payload: body,
 		Principal: msg.Principal, Attribution: msg.Attribution, Origin: bus.OriginSystem}); err != nil {
 		a.log.Error().Err(err).Msg("dead letter not published")

@@ -100,6 +100,15 @@ func TestIntegrationHandlerCrashLoopQuarantined(t *testing.T) {
 		t.Errorf("quarantined event kind %q", ev.Kind)
 	}
 	n.errorReply("trap.v1.ok", `{}`, "quarantined")
+	if v := n.metric("astrid_capsule_quarantines_total", "capsule", "trap"); v != 1 {
+		t.Errorf("astrid_capsule_quarantines_total = %v", v)
+	}
+	if v := n.metric("astrid_capsule_state", "capsule", "trap", "state", "quarantined"); v != 1 {
+		t.Errorf("astrid_capsule_state{quarantined} = %v", v)
+	}
+	if v := n.metric("astrid_deadletters_total", "capsule", "trap"); v != 3 {
+		t.Errorf("astrid_deadletters_total = %v, want 3", v)
+	}
 	infos, err := n.Capsules(time.Second)
 	if err != nil {
 		t.Fatal(err)

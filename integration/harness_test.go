@@ -215,3 +215,40 @@ func (n *node) countEvents(id, verb string) int {
 	}
 	return c
 }
+
+// metric returns the sum of the samples of the named metric whose labels
+// include every name=value pair given.
+func (n *node) metric(name string, labels ...string) float64 {
+	n.t.Helper()
+	fams, err := n.Metrics().Registry.Gather()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	sum := 0.0
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	sample:
+		for _, m := range f.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue sample
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				sum += c.GetValue()
+			}
+			if g := m.GetGauge(); g != nil {
+				sum += g.GetValue()
+			}
+		}
+	}
+	return sum
+}

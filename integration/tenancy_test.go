@@ -126,6 +126,12 @@ func TestIntegrationQuotaProfiles(t *testing.T) {
 	quota.waitFor(t, 5*time.Second, "kv quota event", func(m bus.Message) bool {
 		return strings.Contains(string(m.Payload), "kv_storage_bytes")
 	})
+	if v := n.metric("astrid_quota_exceeded_total", "principal", "small", "quota", "kv_storage_bytes"); v < 1 {
+		t.Errorf("astrid_quota_exceeded_total{kv_storage_bytes} = %v", v)
+	}
+	if v := n.metric("astrid_quota_exceeded_total", "principal", "small", "quota", "ipc_bytes_per_sec"); v < 1 {
+		t.Errorf("astrid_quota_exceeded_total{ipc_bytes_per_sec} = %v", v)
+	}
 }
 
 // A capsule whose [env] needs values nobody gave still loads, and the
@@ -245,4 +251,59 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Guest logs go to the invoking principal's own daily file for the
+// capsule; principals without a profile are not provisioned a directory.
+func TestIntegrationLogsPerPrincipal(t *testing.T) {
+	data := t.TempDir()
+	prof := filepath.Join(data, "profiles")
+	os.MkdirAll(prof, 0o755)
+	for _, p := range []string{"alice", "bob"} {
+		os.WriteFile(filepath.Join(prof, p+".toml"), []byte("[quotas]\n"), 0o644)
+	}
+	n := startNodeAt(t, data)
+	if _, err := n.Load(context.Background(), capsuleDir(t, "capsule/testdata/guests/abi", "")); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, p := range []string{"alice", "bob", "carol"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				n.call("abi.v1.call.log", fmt.Sprintf(`{"level":2,"msg":"%s-line-%d"}`, p, i), p)
+			}
+		}()
+	}
+	wg.Wait()
+	n.stop() // flushes the log files
+	day := time.Now().UTC().Format("2006-01-02")
+	read := func(principal string) string {
+		b, err := os.ReadFile(filepath.Join(data, "logs", principal, "abi", day+".log"))
+		if err != nil {
+			t.Fatalf("%s log: %v", principal, err)
+		}
+		return string(b)
+	}
+	for _, p := range []string{"alice", "bob"} {
+		log := read(p)
+		if c := strings.Count(log, p+"-line-"); c != 20 {
+			t.Errorf("%s's log has %d of its 20 lines", p, c)
+		}
+		for _, other := range []string{"alice", "bob", "carol"} {
+			if other != p && strings.Contains(log, other+"-line-") {
+				t.Errorf("%s's log contains %s's lines", p, other)
+			}
+		}
+		if !strings.Contains(log, " INFO [abi] "+p+"-line-0\n") {
+			t.Errorf("%s's log format: %q", p, log[:min(len(log), 200)])
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, "logs", "carol")); !os.IsNotExist(err) {
+		t.Errorf("an unprovisioned principal got a log directory: %v", err)
+	}
+	if un := read("@unprovisioned"); strings.Count(un, "(principal=carol) carol-line-") != 20 {
+		t.Errorf("unprovisioned log: %q", un[:min(len(un), 200)])
+	}
 }

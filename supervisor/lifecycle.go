@@ -256,6 +256,7 @@ func stateConfig(m *manifests.Manifest, owner string) hoststate.Config {
 }
 
 func (n *Node) emit(ev Event) {
+	n.observe(ev)
 	ev.Time = time.Now().UTC().Format(time.RFC3339Nano)
 	ev.Node = n.id
 	body, _ := json.Marshal(ev)

@@ -84,7 +84,9 @@ type Node struct {
 	config   *FileConfigStore
 	kvq      *quotaKV
 	logs     hoststate.LogSink
+	fileLogs *FileLogs
 	quotaLog sync.Map // "principal/capsule/quota" -> time.Time of the last event
+	metrics  *Metrics
 }
 
 // Start brings up NATS, the engine and the supervisor. No capsule is
@@ -100,7 +102,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		h, _ := os.Hostname()
 		cfg.NodeID = "node-" + sanitize(h)
 	}
-	n := &Node{cfg: cfg, id: cfg.NodeID, log: cfg.Logger.With().Str("node", cfg.NodeID).Logger()}
+	n := &Node{cfg: cfg, id: cfg.NodeID, log: cfg.Logger.With().Str("node", cfg.NodeID).Logger(), metrics: newMetrics()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -152,6 +154,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.config = NewFileConfigStore(filepath.Join(cfg.DataDir, "config"))
+	if n.fileLogs, err = NewFileLogs(filepath.Join(cfg.DataDir, LogsDir), n.profiles.Known); err != nil {
+		return nil, err
+	}
+	n.logs = n.fileLogs
 	n.kvq = &quotaKV{KV: n.kv, profiles: n.profiles, onQuota: n.quotaExceeded, ns: map[string]*nsUsage{}}
 	n.elicitor = &busElicitor{t: n.t, config: n.config, log: n.log.With().Str("component", "elicit").Logger()}
 	if cfg.File != nil {
@@ -406,6 +412,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 
 func (n *Node) closeInfra() error {
 	var errs []error
+	if n.fileLogs != nil {
+		errs = append(errs, n.fileLogs.Close())
+	}
 	if n.engine != nil {
 		errs = append(errs, n.engine.Close(context.Background()))
 	}
@@ -552,7 +561,8 @@ func (n *Node) owner() string { return cmp.Or(n.cfg.Owner, bus.DefaultPrincipal)
 // per-principal logs.
 func (n *Node) tenancy() actors.Tenancy {
 	return actors.Tenancy{KV: n.kvq, Secrets: n.secrets, Config: n.config, Profiles: n.profiles,
-		Logs: n.logs, OnQuota: n.quotaExceeded}
+		Logs: n.logs, OnQuota: n.quotaExceeded,
+		OnDeadLetter: func(capsule string) { n.metrics.deadLetters.WithLabelValues(capsule).Inc() }}
 }
 
 // QuotaTopic carries quota refusals (at most one event per principal,
@@ -560,6 +570,7 @@ func (n *Node) tenancy() actors.Tenancy {
 const QuotaTopic = "astrid.v1.quota.exceeded"
 
 func (n *Node) quotaExceeded(ev hoststate.QuotaEvent) {
+	n.metrics.quota.WithLabelValues(ev.Capsule, ev.Principal, ev.Quota).Inc()
 	key := ev.Principal + "/" + ev.Capsule + "/" + ev.Quota
 	now := time.Now()
 	if last, ok := n.quotaLog.Load(key); ok && now.Sub(last.(time.Time)) < time.Second {

@@ -103,7 +103,7 @@ then talk to it with the nats CLI or astrid itself:
 	root.SetContext(ctx)
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "json", "log format: json or console")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
-	root.AddCommand(validateCmd(g), runCmd(g), pubCmd(g), reqCmd(g), subCmd(g), secretCmd(g), elicitCmd(g))
+	root.AddCommand(validateCmd(g), runCmd(g), pubCmd(g), reqCmd(g), subCmd(g), secretCmd(g), elicitCmd(g), logsCmd(g))
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {

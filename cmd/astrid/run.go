@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/astrid-go/astrid/supervisor"
@@ -15,7 +20,7 @@ import (
 func runCmd(g *globals) *cobra.Command {
 	var cfg supervisor.Config
 	var drain time.Duration
-	var configFile string
+	var configFile, metricsListen string
 	cmd := &cobra.Command{
 		Use:   "run [flags] CAPSULE_DIR...",
 		Short: "Run a node supervising the capsules in the given directories",
@@ -53,6 +58,15 @@ fails the old version keeps serving.`,
 				return &exitError{code: ExitFailure, err: err}
 			}
 			log.Info().Str("nats", node.ClientURL()).Str("data", cfg.DataDir).Msg("node started")
+			if metricsListen != "" {
+				srv, err := serveMetrics(metricsListen, node.Metrics().Registry)
+				if err != nil {
+					_ = node.Shutdown(context.Background())
+					return &exitError{code: ExitFailure, err: err}
+				}
+				defer srv.Close()
+				log.Info().Str("addr", metricsListen).Msg("metrics on http://" + metricsListen + "/metrics")
+			}
 			rep, err := node.Load(ctx, args...)
 			if err != nil {
 				_ = node.Shutdown(context.Background())
@@ -106,6 +120,7 @@ fails the old version keeps serving.`,
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464)")
 	f.StringVar(&configFile, "config", "", "node config file (TOML): node-wide [supervision]/[limits] defaults and [[group]] strategies")
 	f.StringVar(&cfg.DataDir, "data", "astrid-data", "data directory (JetStream store, compilation cache, node key)")
 	f.StringVar(&cfg.NATSURL, "nats", "", "connect to this NATS server or cluster instead of starting an embedded one")
@@ -117,4 +132,16 @@ fails the old version keeps serving.`,
 	f.DurationVar(&drain, "drain", 10*time.Second, "how long shutdown may take before giving up")
 	cmd.MarkFlagsMutuallyExclusive("nats", "nats-listen")
 	return cmd
+}
+
+func serveMetrics(addr string, reg *prometheus.Registry) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, nil
 }
