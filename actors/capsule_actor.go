@@ -317,9 +317,14 @@ func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
 			Data: []byte("capsule " + a.id + " is not running")}, false)
 		return
 	}
-	fp := fingerprint(m.Msg, payload)
 	sup := a.cfg.Manifest.Supervision
-	if a.crashes[fp] >= sup.PoisonThreshold {
+	// The fingerprint is computed only once something has crashed: the
+	// common path never hashes payloads.
+	var fp uint64
+	if len(a.crashes) > 0 {
+		fp = fingerprint(m.Msg, payload)
+	}
+	if len(a.crashes) > 0 && a.crashes[fp] >= sup.PoisonThreshold {
 		// A known poison message: park it without touching the capsule.
 		a.deadLetter(m.Msg, payload, "poison message: crashed the capsule "+itoa(a.crashes[fp])+" times", a.crashes[fp])
 		m.chain.complete(m.level, m.index, capsule.Result{Kind: capsule.Errored, Code: "dead-lettered",
@@ -338,6 +343,9 @@ func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
 			}
 			m.chain.complete(m.level, m.index, res, replied)
 			return
+		}
+		if len(a.crashes) == 0 {
+			fp = fingerprint(m.Msg, payload)
 		}
 		a.crashes[fp]++
 		if len(a.crashes) > 4096 {

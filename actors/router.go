@@ -100,6 +100,11 @@ func (mb *Mailbox) acquire(wait bool, principal string, limit int) string {
 		return ""
 	}
 	c := mb.counter(principal)
+	if mb.policy == "block" {
+		// Blocking already pushes back on the publisher; a per-principal
+		// refusal would drop what the policy promises to deliver.
+		limit = 0
+	}
 	if n := c.Add(1); limit > 0 && int(n) > limit {
 		c.Add(-1)
 		return "quota"
