@@ -193,7 +193,7 @@ func hostRecv(ctx context.Context, in *Instance, mod api.Module, s []uint64) int
 	// Clamp in milliseconds: multiplying a huge timeout_ms by a millisecond
 	// would overflow time.Duration.
 	ms := min(max(int64(s[1]), 0), hoststate.MaxRecvTimeout.Milliseconds())
-	d, err := in.state.Recv(ctx, s[0], time.Duration(ms)*time.Millisecond)
+	d, err := in.state.Recv(in.ctx, s[0], time.Duration(ms)*time.Millisecond)
 	if err != nil {
 		return fail(in, err)
 	}
@@ -217,7 +217,7 @@ func hostKVGet(ctx context.Context, in *Instance, mod api.Module, s []uint64) in
 	if !ok || !outOK(mod, s[2], s[3]) {
 		return fail(in, errBadPointer)
 	}
-	v, err := in.state.KVGet(ctx, key)
+	v, err := in.state.KVGet(in.ctx, key)
 	if err != nil {
 		return fail(in, err)
 	}
@@ -230,7 +230,7 @@ func hostKVSet(ctx context.Context, in *Instance, mod api.Module, s []uint64) in
 	if !ok1 || !ok2 {
 		return fail(in, errBadPointer)
 	}
-	if err := in.state.KVSet(ctx, key, append([]byte(nil), val...)); err != nil {
+	if err := in.state.KVSet(in.ctx, key, append([]byte(nil), val...)); err != nil {
 		return fail(in, err)
 	}
 	return 0
@@ -241,7 +241,7 @@ func hostKVDelete(ctx context.Context, in *Instance, mod api.Module, s []uint64)
 	if !ok {
 		return fail(in, errBadPointer)
 	}
-	if err := in.state.KVDelete(ctx, key); err != nil {
+	if err := in.state.KVDelete(in.ctx, key); err != nil {
 		return fail(in, err)
 	}
 	return 0
@@ -252,7 +252,7 @@ func hostKVList(ctx context.Context, in *Instance, mod api.Module, s []uint64) i
 	if !ok || !outOK(mod, s[2], s[3]) {
 		return fail(in, errBadPointer)
 	}
-	keys, err := in.state.KVListKeys(ctx, prefix)
+	keys, err := in.state.KVListKeys(in.ctx, prefix)
 	if err != nil {
 		return fail(in, err)
 	}
@@ -281,7 +281,7 @@ func hostKVCAS(ctx context.Context, in *Instance, mod api.Module, s []uint64) in
 	if !ok {
 		return fail(in, errBadPointer)
 	}
-	if err := in.state.KVCAS(ctx, key, expected, absent, append([]byte(nil), val...)); err != nil {
+	if err := in.state.KVCAS(in.ctx, key, expected, absent, append([]byte(nil), val...)); err != nil {
 		return fail(in, err)
 	}
 	return 0
@@ -292,7 +292,7 @@ func hostKVClear(ctx context.Context, in *Instance, mod api.Module, s []uint64) 
 	if !ok {
 		return fail(in, errBadPointer)
 	}
-	n, err := in.state.KVClearPrefix(ctx, prefix)
+	n, err := in.state.KVClearPrefix(in.ctx, prefix)
 	if err != nil {
 		return fail(in, err)
 	}
@@ -336,7 +336,7 @@ func hostClockMs(_ context.Context, _ *Instance, _ api.Module, _ []uint64) int64
 }
 
 func hostSleep(ctx context.Context, in *Instance, _ api.Module, s []uint64) int64 {
-	if err := in.state.Sleep(ctx, time.Duration(int64(s[0]))); err != nil {
+	if err := in.state.Sleep(in.ctx, time.Duration(int64(s[0]))); err != nil {
 		return fail(in, err)
 	}
 	return 0

@@ -2,6 +2,7 @@ package capsule
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -173,8 +174,15 @@ type Instance struct {
 	module  *Module
 	mod     api.Module
 	state   *hoststate.State
-	ctx     context.Context // carries the Instance for host functions
+	ctx     context.Context // carries the Instance for host functions; cancelled when the instance ends
 	cancel  context.CancelFunc
+	// fast carries the Instance but has no Done channel: handler calls run
+	// under it so wazero starts no watcher goroutine per call; the
+	// per-call deadline is the reusable timer below, and cancellation of
+	// the incarnation closes the module through context.AfterFunc.
+	fast     context.Context
+	deadline *time.Timer
+	expired  atomic.Bool
 	timeout time.Duration
 	stderr  *guestWriter
 	stdout  *guestWriter
@@ -196,6 +204,7 @@ func (m *Module) Instantiate(st *hoststate.State, cfg InstanceConfig) (*Instance
 	}
 	base, cancel := context.WithCancel(st.Context())
 	in.ctx, in.cancel = context.WithValue(base, instanceKey{}, in), cancel
+	in.fast = context.WithValue(context.Background(), instanceKey{}, in)
 	in.stdout = newGuestWriter(st, "stdout")
 	in.stderr = newGuestWriter(st, "stderr")
 	mc := wazero.NewModuleConfig().
@@ -220,6 +229,11 @@ func (m *Module) Instantiate(st *hoststate.State, cfg InstanceConfig) (*Instance
 			return nil, in.classify("_initialize", ictx, err)
 		}
 	}
+	// Calls under in.fast are not watched by wazero: close the module when
+	// the incarnation (or the instance) is cancelled.
+	context.AfterFunc(in.ctx, func() {
+		_ = mod.CloseWithExitCode(context.Background(), sys.ExitCodeContextCanceled)
+	})
 	in.buffer = mod.ExportedFunction("astrid_buffer")
 	if m.exports.HookTrigger {
 		in.hook = mod.ExportedFunction("astrid_hook_trigger")
@@ -270,6 +284,8 @@ func (in *Instance) classify(export string, ctx context.Context, err error) erro
 	te := &TrapError{Capsule: in.state.CapsuleID(), Export: export, Err: err, Stderr: in.stderr.Tail()}
 	var exit *sys.ExitError
 	switch {
+	case in.expired.Load():
+		te.Kind = FailDeadline
 	case errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded:
 		te.Kind = FailDeadline
 	case errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeContextCanceled:
@@ -294,20 +310,43 @@ func (in *Instance) classify(export string, ctx context.Context, err error) erro
 // returned before wazero closed the module): the call still failed its
 // deadline or was stopped, so the outcome must not depend on that race.
 func (in *Instance) overran(export string, ctx context.Context) error {
-	if ctx.Err() == nil {
+	if in.expired.Load() {
+		return in.classify(export, ctx, context.DeadlineExceeded)
+	}
+	if ctx.Err() == nil && in.ctx.Err() == nil {
 		return nil
 	}
-	return in.classify(export, ctx, ctx.Err())
+	return in.classify(export, ctx, cmp.Or(ctx.Err(), in.ctx.Err()))
+}
+
+// arm starts the deadline of one handler call: a timer created once per
+// instance and reset per call (no allocation, no goroutine). When it fires
+// the module is closed with ExitCodeDeadlineExceeded (the guest stops at
+// its next check) and the instance context is cancelled (a blocking host
+// call returns at once).
+func (in *Instance) arm() {
+	if in.deadline == nil {
+		in.deadline = time.AfterFunc(in.timeout, in.expire)
+		return
+	}
+	in.deadline.Reset(in.timeout)
+}
+
+// disarm ends the deadline of a call that returned.
+func (in *Instance) disarm() { in.deadline.Stop() }
+
+func (in *Instance) expire() {
+	in.expired.Store(true)
+	if in.mod != nil {
+		_ = in.mod.CloseWithExitCode(context.Background(), sys.ExitCodeDeadlineExceeded)
+	}
+	in.cancel()
 }
 
 func outOfMemory(stderr string, err error) bool {
 	return strings.Contains(stderr, "out of memory") ||
 		strings.Contains(err.Error(), "growMemory") ||
 		strings.Contains(stderr, "cannot allocate memory")
-}
-
-func (in *Instance) callCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(in.ctx, in.timeout)
 }
 
 // ensureBuffer makes the guest exchange buffer at least n bytes.
@@ -345,8 +384,9 @@ func (in *Instance) Invoke(action string, payload []byte) (Result, error) {
 		return Result{}, &TrapError{Capsule: in.state.CapsuleID(), Export: "astrid_hook_trigger", Kind: FailHost,
 			Err: errors.New("capsule has no interceptor export")}
 	}
-	ctx, cancel := in.callCtx()
-	defer cancel()
+	ctx := in.fast
+	in.arm()
+	defer in.disarm()
 	n := len(action) + len(payload)
 	if uint64(n) > 1<<31 {
 		return Result{}, &TrapError{Capsule: in.state.CapsuleID(), Export: "astrid_hook_trigger", Kind: FailHost,

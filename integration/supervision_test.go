@@ -136,11 +136,13 @@ func TestIntegrationRestForOneChain(t *testing.T) {
 	// The crashing message is retried once (a second crash, a second
 	// restart of the chain) and then dead-lettered.
 	dead.waitFor(t, 10*time.Second, "dead letter", func(bus.Message) bool { return true })
-	if a, b, c := n.countEvents("a-src", "restarted"), n.countEvents("b-mid", "restarted"), n.countEvents("c-sink", "restarted"); b != a || c != a {
-		t.Errorf("restarts a-src=%d b-mid=%d c-sink=%d: every a-src restart restarts its dependents", a, b, c)
-	}
-	// Then every link serves again.
+	// Then, after the second wave of restarts, every link serves again.
 	n.events.waitFor(t, 10*time.Second, "all ready", func(bus.Message) bool {
+		for _, id := range []string{"a-src", "b-mid", "c-sink"} {
+			if n.countEvents(id, "restarted") < 2 {
+				return false
+			}
+		}
 		infos, err := n.Capsules(time.Second)
 		if err != nil {
 			return false
@@ -152,6 +154,9 @@ func TestIntegrationRestForOneChain(t *testing.T) {
 		}
 		return true
 	})
+	if a, b, c := n.countEvents("a-src", "restarted"), n.countEvents("b-mid", "restarted"), n.countEvents("c-sink", "restarted"); b != a || c != a {
+		t.Errorf("restarts a-src=%d b-mid=%d c-sink=%d: every a-src restart restarts its dependents", a, b, c)
+	}
 	for _, id := range []string{"a-src", "b-mid", "c-sink"} {
 		want := fmt.Sprintf(`{"after":%q}`, id)
 		if got := n.req(id+".v1.in", want, "").Data; string(got) != want {
