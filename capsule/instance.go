@@ -171,11 +171,11 @@ type InstanceConfig struct {
 // instances must never be called concurrently). Close and Dead may be
 // called from any goroutine.
 type Instance struct {
-	module  *Module
-	mod     api.Module
-	state   *hoststate.State
-	ctx     context.Context // carries the Instance for host functions; cancelled when the instance ends
-	cancel  context.CancelFunc
+	module *Module
+	mod    api.Module
+	state  *hoststate.State
+	ctx    context.Context // carries the Instance for host functions; cancelled when the instance ends
+	cancel context.CancelFunc
 	// fast carries the Instance but has no Done channel: handler calls run
 	// under it so wazero starts no watcher goroutine per call; the
 	// per-call deadline is the reusable timer below, and cancellation of
@@ -183,9 +183,9 @@ type Instance struct {
 	fast     context.Context
 	deadline *time.Timer
 	expired  atomic.Bool
-	timeout time.Duration
-	stderr  *guestWriter
-	stdout  *guestWriter
+	timeout  time.Duration
+	stderr   *guestWriter
+	stdout   *guestWriter
 
 	buffer, hook, run, install, upgrade api.Function
 	bufPtr, bufCap                      uint32
