@@ -28,6 +28,12 @@ import (
 // several patterns match a topic, only the subscription of the smallest
 // matching pattern dispatches it, so a message is never handled twice.
 //
+// Each subscription is in the NATS queue group RouterQueue, which every
+// node's router joins: when several nodes of a cluster serve a pattern,
+// each message reaches exactly one of them, whose router runs that node's
+// whole chain (interceptor priority is per node). Run-loop subscriptions
+// (ipc_subscribe) are plain subscriptions and still fan out to every node.
+//
 // # Concurrency
 //
 // Goroutine-safe. Bindings are an immutable snapshot swapped atomically, so
@@ -57,6 +63,11 @@ type route struct {
 	handle   uint64
 	mb       *Mailbox
 }
+
+// RouterQueue is the NATS queue group of every router subscription: the
+// routers of all nodes subscribed to a binding pattern share its messages,
+// one node per message.
+const RouterQueue = "astrid.router"
 
 // Mailbox bounds the Invokes queued for one capsule actor and applies its
 // [limits] overflow policy: "reject" (and "drop_oldest", which only a
@@ -173,7 +184,7 @@ func (r *Router) Add(id string, pid *actor.PID, bindings []hoststate.Binding, mb
 			continue
 		}
 		pattern := b.Topic
-		cancel, err := r.t.SubscribeStrict(pattern, func(m *bus.Message) { r.dispatch(pattern, m) })
+		cancel, err := r.t.QueueSubscribeStrict(pattern, RouterQueue, func(m *bus.Message) { r.dispatch(pattern, m) })
 		if err != nil {
 			r.log.Error().Err(err).Str("pattern", pattern).Msg("cannot subscribe interceptor pattern")
 			continue
@@ -225,21 +236,38 @@ func (r *Router) publishLocked() {
 // turns the message into actor messages.
 func (r *Router) dispatch(pattern string, m *bus.Message) {
 	routes := *r.snap.Load()
-	var matched []route
+	n, first := 0, -1
 	smallest := ""
-	for _, rt := range routes {
-		if !bus.MatchStrict(rt.pattern, m.Topic) {
+	for i := range routes {
+		if !bus.MatchStrict(routes[i].pattern, m.Topic) {
 			continue
 		}
-		if smallest == "" || rt.pattern < smallest {
-			smallest = rt.pattern
+		if smallest == "" || routes[i].pattern < smallest {
+			smallest = routes[i].pattern
 		}
-		matched = append(matched, rt)
+		if first < 0 {
+			first = i
+		}
+		n++
 	}
-	if len(matched) == 0 || smallest != pattern {
+	if n == 0 || smallest != pattern {
 		return
 	}
 	c := &chain{r: r, msg: m}
+	if n == 1 {
+		// The common case: one binding. No slices are allocated; the
+		// chain's single level points into the immutable snapshot.
+		c.single[0] = routes[first : first+1 : first+1]
+		c.levels = c.single[:]
+		c.start(0)
+		return
+	}
+	matched := make([]route, 0, n)
+	for _, rt := range routes {
+		if bus.MatchStrict(rt.pattern, m.Topic) {
+			matched = append(matched, rt)
+		}
+	}
 	for i := 0; i < len(matched); {
 		j := i + 1
 		for j < len(matched) && matched[j].priority == matched[i].priority {
@@ -256,6 +284,8 @@ type chain struct {
 	r      *Router
 	msg    *bus.Message
 	levels [][]route
+	single [1][]route // backing of levels for a one-binding chain
+	inv    Invoke     // the Invoke of a one-binding chain (no second allocation)
 
 	// Written by the actor completing a level before it starts the next one
 	// (a message send orders the two).
@@ -306,7 +336,12 @@ func (c *chain) start(level int) {
 			c.complete(level, i, capsule.Result{Kind: capsule.Errored, Code: code, Data: []byte(detail)}, false)
 			continue
 		}
-		c.r.root.Send(rt.pid, &Invoke{Msg: c.msg, Action: rt.action, Handle: rt.handle, chain: c, level: level, index: i, mb: rt.mb})
+		inv := &c.inv
+		if len(c.levels) > 1 || len(lv) > 1 {
+			inv = new(Invoke)
+		}
+		*inv = Invoke{Msg: c.msg, Action: rt.action, Handle: rt.handle, chain: c, level: level, index: i, mb: rt.mb}
+		c.r.root.Send(rt.pid, inv)
 	}
 }
 

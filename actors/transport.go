@@ -48,6 +48,13 @@ func (t *Transport) SubscribeStrict(pattern string, deliver func(*bus.Message)) 
 	return t.conn.SubscribeMessages(t.conn.Subjects().Strict(pattern), deliver)
 }
 
+// QueueSubscribeStrict subscribes with the strict interceptor grammar in
+// the NATS queue group queue: each message reaches one member of the
+// group across the whole cluster.
+func (t *Transport) QueueSubscribeStrict(pattern, queue string, deliver func(*bus.Message)) (func(), error) {
+	return t.conn.QueueSubscribeMessages(t.conn.Subjects().Strict(pattern), queue, deliver)
+}
+
 // Respond answers orig's requester with data, or with a typed error when
 // errCode is not empty. The reply carries orig's principal.
 func (t *Transport) Respond(orig *bus.Message, data []byte, errCode, detail string) {
