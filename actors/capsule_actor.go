@@ -100,6 +100,10 @@ type CapsuleActor struct {
 	// successor is the next generation after a hot upgrade retired this
 	// one; Invokes that still reach this actor are forwarded to it.
 	successor *actor.PID
+	// routed is set while the router's routes for the capsule lead to this
+	// actor: only then does stopping it remove them (a retired or never
+	// switched-to generation must not take its sibling's routes along).
+	routed bool
 }
 
 // retireLinger is how long a retired generation keeps forwarding Invokes
@@ -142,6 +146,7 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 		// in the mailbox, and readiness then implies routability.
 		if a.cfg.Router != nil && !a.cfg.Unrouted {
 			a.cfg.Router.Add(a.id, a.self, a.bindings, a.mb)
+			a.routed = true
 		}
 		a.incarnate(ctx)
 	case *Invoke:
@@ -175,6 +180,7 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 		a.quarantine(m.Reason)
 	case *Bind:
 		a.cfg.Router.Add(a.id, a.self, a.bindings, a.mb)
+		a.routed = true
 		if m.Inbox != nil {
 			for _, d := range m.Inbox.Drain() {
 				a.inbox.Push(d)
@@ -186,6 +192,7 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 		// already queued here are still handled here, later ones are
 		// forwarded, so each message is handled by exactly one generation.
 		a.successor = m.Successor
+		a.routed = false
 		a.cancelRun()
 		a.inbox.Close()
 		ctx.Send(m.Successor, &Bind{Inbox: a.inbox})
@@ -510,17 +517,23 @@ func (a *CapsuleActor) quarantine(reason string) {
 func (a *CapsuleActor) endIncarnation() {
 	if a.state != nil {
 		a.state.Cancel(errors.New("incarnation ended"))
-		a.state.CloseSubscriptions()
 	}
+	if a.inst != nil {
+		a.inst.Close() // also stops a guest spinning in wasm
+	}
+	stopped := true
 	if a.runDone != nil {
 		select {
 		case <-a.runDone:
 		case <-time.After(5 * time.Second):
-			a.log.Error().Msg("run loop did not stop within 5s of cancellation")
+			stopped = false
+			a.log.Error().Msg("run loop did not stop within 5s of cancellation; its subscriptions are leaked")
 		}
 	}
-	if a.inst != nil {
-		a.inst.Close()
+	// Only once the run goroutine is done: it owns the subscriptions while
+	// it runs.
+	if a.state != nil && stopped {
+		a.state.CloseSubscriptions()
 	}
 	a.inst, a.state = nil, nil
 }
@@ -528,7 +541,7 @@ func (a *CapsuleActor) endIncarnation() {
 // stop ends the incarnation: cancels every blocking host call, waits for
 // the run goroutine, closes the instance and leaves the router.
 func (a *CapsuleActor) stop() {
-	if a.cfg.Router != nil {
+	if a.cfg.Router != nil && a.routed {
 		a.cfg.Router.Remove(a.id)
 	}
 	if a.cancel != nil {
