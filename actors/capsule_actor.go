@@ -34,6 +34,9 @@ type CapsuleConfig struct {
 	// the first); a hot upgrade runs generation N+1 beside N until the
 	// switch.
 	Generation int
+	// dispatcher is the actor's pinned mailbox goroutine (CapsuleProps),
+	// stopped when the actor stops.
+	dispatcher *pinnedDispatcher
 	// Unrouted actors do not bind their interceptors at start; the
 	// supervisor binds them when it switches traffic to them (hot upgrade).
 	Unrouted bool
@@ -205,6 +208,10 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 		})
 	case *actor.Stopping:
 		a.stop()
+	case *actor.Stopped:
+		if a.cfg.dispatcher != nil {
+			a.cfg.dispatcher.Stop()
+		}
 	}
 }
 
