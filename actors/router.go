@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -51,7 +52,7 @@ type Router struct {
 	mu   sync.Mutex
 	all  []route
 	subs map[string]func() // pattern -> cancel
-	snap atomic.Pointer[[]route]
+	snap atomic.Pointer[routeSet]
 }
 
 type route struct {
@@ -158,8 +159,7 @@ func (mb *Mailbox) Len() int {
 // actors through root.
 func NewRouter(t *Transport, root *actor.RootContext, log zerolog.Logger) *Router {
 	r := &Router{t: t, root: root, log: log.With().Str("component", "router").Logger(), subs: map[string]func(){}}
-	empty := []route{}
-	r.snap.Store(&empty)
+	r.snap.Store(&routeSet{literal: map[string][]route{}})
 	return r
 }
 
@@ -224,26 +224,48 @@ func (r *Router) Close() {
 	r.publishLocked()
 }
 
+// routeSet is an immutable snapshot of the bindings, indexed so a message
+// costs a map lookup plus the wildcard bindings, not a scan of every
+// binding on the node. Both lists are in dispatch order.
+type routeSet struct {
+	literal map[string][]route // bindings whose pattern has no wildcard, by topic
+	wild    []route            // bindings with a * segment
+}
+
+func routeOrder(a, b route) int {
+	return cmp.Or(cmp.Compare(a.priority, b.priority), cmp.Compare(a.capsule, b.capsule), cmp.Compare(a.action, b.action))
+}
+
 func (r *Router) publishLocked() {
-	snap := slices.Clone(r.all)
-	slices.SortStableFunc(snap, func(a, b route) int {
-		return cmp.Or(cmp.Compare(a.priority, b.priority), cmp.Compare(a.capsule, b.capsule), cmp.Compare(a.action, b.action))
-	})
-	r.snap.Store(&snap)
+	all := slices.Clone(r.all)
+	slices.SortStableFunc(all, routeOrder)
+	set := &routeSet{literal: map[string][]route{}}
+	for _, rt := range all {
+		if strings.Contains(rt.pattern, "*") {
+			set.wild = append(set.wild, rt)
+		} else {
+			set.literal[rt.pattern] = append(set.literal[rt.pattern], rt)
+		}
+	}
+	r.snap.Store(set)
 }
 
 // dispatch runs on the NATS callback of pattern's subscription: it only
 // turns the message into actor messages.
 func (r *Router) dispatch(pattern string, m *bus.Message) {
-	routes := *r.snap.Load()
-	n, first := 0, -1
+	set := r.snap.Load()
+	lit := set.literal[m.Topic]
+	n, first := len(lit), -1
 	smallest := ""
-	for i := range routes {
-		if !bus.MatchStrict(routes[i].pattern, m.Topic) {
+	if n > 0 {
+		smallest = m.Topic
+	}
+	for i := range set.wild {
+		if !bus.MatchStrict(set.wild[i].pattern, m.Topic) {
 			continue
 		}
-		if smallest == "" || routes[i].pattern < smallest {
-			smallest = routes[i].pattern
+		if smallest == "" || set.wild[i].pattern < smallest {
+			smallest = set.wild[i].pattern
 		}
 		if first < 0 {
 			first = i
@@ -257,17 +279,23 @@ func (r *Router) dispatch(pattern string, m *bus.Message) {
 	if n == 1 {
 		// The common case: one binding. No slices are allocated; the
 		// chain's single level points into the immutable snapshot.
-		c.single[0] = routes[first : first+1 : first+1]
+		if len(lit) == 1 {
+			c.single[0] = lit[:1:1]
+		} else {
+			c.single[0] = set.wild[first : first+1 : first+1]
+		}
 		c.levels = c.single[:]
 		c.start(0)
 		return
 	}
 	matched := make([]route, 0, n)
-	for _, rt := range routes {
+	matched = append(matched, lit...)
+	for _, rt := range set.wild {
 		if bus.MatchStrict(rt.pattern, m.Topic) {
 			matched = append(matched, rt)
 		}
 	}
+	slices.SortStableFunc(matched, routeOrder)
 	for i := 0; i < len(matched); {
 		j := i + 1
 		for j < len(matched) && matched[j].priority == matched[i].priority {

@@ -177,9 +177,12 @@ type Instance struct {
 	ctx    context.Context // carries the Instance for host functions; cancelled when the instance ends
 	cancel context.CancelFunc
 	// fast carries the Instance but has no Done channel: handler calls run
-	// under it so wazero starts no watcher goroutine per call; the
+	// under it, so no context (and no timer) is allocated per call; the
 	// per-call deadline is the reusable timer below, and cancellation of
-	// the incarnation closes the module through context.AfterFunc.
+	// the incarnation closes the module through context.AfterFunc. (wazero
+	// v1.12 still starts its watcher goroutine on every call of a module
+	// compiled with WithCloseOnContextDone, whatever the context: see
+	// docs/benchmarks.md.)
 	fast     context.Context
 	deadline *time.Timer
 	expired  atomic.Bool
