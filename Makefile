@@ -13,7 +13,7 @@ WASM_ENV  := GOOS=wasip1 GOARCH=wasm
 EXAMPLES  := $(wildcard examples/*/main.go)
 GUESTS    := $(wildcard capsule/testdata/guests/*/main.go)
 
-.PHONY: help build examples guests test test-short lint depcheck fuzz bench bench-compare run clean
+.PHONY: help build examples guests test test-short lint depcheck fuzz bench bench-scaling bench-compare run clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,11 +46,20 @@ depcheck: ## enforce the package DAG (DESIGN.md) and library ownership
 
 fuzz: ## run each fuzz target for FUZZTIME
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./manifests
+	$(GO) test -run '^$$' -fuzz '^FuzzEncodeStrings$$' -fuzztime $(FUZZTIME) ./manifests
+	$(GO) test -run '^$$' -fuzz '^FuzzLocate$$' -fuzztime $(FUZZTIME) ./manifests
 	$(GO) test -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime $(FUZZTIME) ./bus
+	$(GO) test -run '^$$' -fuzz '^FuzzEscape$$' -fuzztime $(FUZZTIME) ./bus
+	$(GO) test -run '^$$' -fuzz '^FuzzEnvelopeJSON$$' -fuzztime $(FUZZTIME) ./hoststate
 
 bench: examples ## run the benchmark suite and write $(RESULTS)
 	@mkdir -p $(dir $(RESULTS))
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -benchtime $(BENCHTIME) -timeout 60m ./bench/... | tee $(RESULTS)
+
+bench-scaling: examples ## scaling curves (1..1000 capsules; ~4 GiB) into bench/results/scaling.txt and docs/scaling-*.png
+	@mkdir -p bench/results
+	ASTRID_BENCH_SCALING=1 $(GO) test -run '^$$' -bench 'BenchmarkScaling' -benchmem -count 1 -timeout 60m ./bench/ | tee bench/results/scaling.txt
+	$(GO) run ./cmd/benchplot -in bench/results/scaling.txt -out docs
 
 bench-compare: ## benchstat the last committed results against $(RESULTS)
 	@git show HEAD:bench/results/latest.txt > /tmp/astrid-bench-base.txt
