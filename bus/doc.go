@@ -99,13 +99,41 @@
 // maps onto JetStream revisions (create for absent, update at the revision
 // whose value was compared).
 //
+// A replicated bucket (KVConfig.Replicas > 1, a NATS cluster) reads
+// through its stream leader rather than with direct gets, which any
+// replica may answer before it applied the latest write: a value written
+// through one node reads back through any other.
+//
+// # Clusters: queue groups and leases
+//
+// [Conn.QueueSubscribeMessages] joins a NATS queue group: of all members on
+// all servers of the cluster, one gets each message (the node routers use
+// it, so a handler served on several nodes answers each request once).
+// [Leases] is a KV bucket (default "astrid_leases") of leases written only
+// conditionally: [Leases.Create] when absent or released, [Leases.Update]
+// and [Leases.Delete] at an expected revision, which is the fencing token;
+// of two writers at one revision exactly one wins, the other gets
+// [ErrCASMismatch]. [Leases.Watch] follows a lease; [Leases.StepDownFrom]
+// moves the bucket's stream leader off a given server.
+//
+// # Services and objects
+//
+// [NewService] runs an instance of a NATS micro service (nats.go/micro:
+// `nats micro ls` finds it) whose endpoints have no queue group, so every
+// instance on a subject answers; [Conn.Gather] collects those answers
+// (until enough, a quiet window, or the context ends) and
+// [Conn.RequestService] takes the first. A handler's *[ServiceError] (or
+// any error, as code "500") becomes a micro error reply. The node control
+// API lives on [ControlTopic] subjects. [ObjectStore] wraps a JetStream
+// object store bucket (capsule archives for deploys).
+//
 // # Concurrency
 //
 // Everything exported is safe for concurrent use: [Server], [Conn],
 // [Stamper] (atomic sequence) and [KV]; [Subjects] and [Message] are plain
 // values. Subscription callbacks run on nats.go's goroutine for that
 // subscription, one message at a time; the package starts no goroutines of
-// its own.
+// its own, except one per [Leases.Watch] until it is stopped.
 //
 // # Errors
 //
@@ -113,6 +141,7 @@
 // [ErrInvalidTopic], [ErrTooLarge], [ErrNoResponders], [ErrTimeout],
 // [ErrClosed], [ErrServerStart], [ErrKeyNotFound], [ErrCASMismatch],
 // [ErrTooManyKeys], [ErrInvalidKey], [ErrInvalidNamespace],
+// [ErrObjectNotFound],
 // [ErrInvalidAttribution], [ErrWeakKey]. [TopicError] and [KeyError] carry
 // TooLarge so that callers can choose the ABI's too-large or invalid-input.
 // NATS errors are wrapped with %w and stay inspectable.

@@ -203,10 +203,16 @@ func kvKey(ns, key string) (string, error) {
 // A KV is safe for concurrent use.
 type KV struct {
 	kv jetstream.KeyValue
+	// leader, for a replicated bucket, reads keys through the stream
+	// leader (kvcluster.go); subj is the bucket's subject prefix.
+	leader jetstream.Stream
+	subj   string
 }
 
 // OpenKV creates the bucket, or updates its configuration if it exists
-// (history 1, values up to MaxValueBytes, file storage by default).
+// (history 1, values up to MaxValueBytes, file storage by default). A
+// replicated bucket (Replicas > 1) reads through its stream leader, so a
+// value written through one node is read back through any other.
 func OpenKV(ctx context.Context, c *Conn, cfg KVConfig) (*KV, error) {
 	if cfg.Bucket == "" {
 		cfg.Bucket = DefaultKVBucket
@@ -227,7 +233,13 @@ func OpenKV(ctx context.Context, c *Conn, cfg KVConfig) (*KV, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: open kv %s: %w", cfg.Bucket, err)
 	}
-	return &KV{kv: kv}, nil
+	k := &KV{kv: kv}
+	if cfg.Replicas > 1 {
+		if err := k.readFromLeader(ctx, c.js, cfg.Bucket); err != nil {
+			return nil, fmt.Errorf("bus: open kv %s: %w", cfg.Bucket, err)
+		}
+	}
+	return k, nil
 }
 
 // Bucket returns the underlying JetStream KV bucket, an escape hatch for
@@ -256,7 +268,7 @@ func (k *KV) Get(ctx context.Context, ns, key string) ([]byte, uint64, error) {
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	e, err := k.kv.Get(ctx, sk)
+	e, err := k.get(ctx, sk)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return nil, 0, ErrKeyNotFound
@@ -333,7 +345,7 @@ func (k *KV) CAS(ctx context.Context, ns, key string, expected []byte, expectAbs
 		}
 	}
 	for range 2 {
-		e, err := k.kv.Get(ctx, sk)
+		e, err := k.get(ctx, sk)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return 0, ErrCASMismatch
 		}

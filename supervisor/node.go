@@ -36,7 +36,10 @@ type Config struct {
 	// NATSListen is the embedded server's client address ("" = default,
 	// "none" = in-process only).
 	NATSListen string
-	// NodeID names the node in events; default "node-<hostname>".
+	// NodeID names the node in events, heartbeats and leases, and is the
+	// embedded NATS server's name: 1 to 64 of [A-Za-z0-9_-]. Default: the
+	// id in DataDir/node.id, generated ("node-" + 8 hex digits) and saved
+	// there the first time.
 	NodeID string
 	// Owner is the principal capsules are loaded for ("default").
 	Owner string
@@ -52,6 +55,29 @@ type Config struct {
 	// File is the parsed node config file (astrid run --config); nil
 	// means no node-wide defaults and one_for_one everywhere.
 	File *FileConfig
+
+	// Cluster (cluster.go, singleton.go).
+
+	// Labels describe the node to the cluster (astrid run --label k=v);
+	// they ride in its heartbeats.
+	Labels map[string]string
+	// HeartbeatInterval is how often the node publishes its heartbeat on
+	// astrid.v1.node.<id>.heartbeat (DefaultHeartbeatInterval when 0).
+	HeartbeatInterval time.Duration
+	// ClusterName, ClusterListen and Routes make the embedded NATS server
+	// a member of a NATS cluster (bus.ServerConfig); ClusterName defaults
+	// to DefaultClusterName when either of the others is set. JetStream
+	// then runs clustered with the node id as the server name.
+	ClusterName   string
+	ClusterListen string
+	Routes        []string
+	// LeaseTTL is how long a singleton capsule's lease lasts without
+	// renewal (DefaultLeaseTTL when 0); the holder renews every LeaseTTL/3.
+	LeaseTTL time.Duration
+	// JetStreamWait bounds how long Start waits for a clustered or
+	// external JetStream to accept the KV buckets (DefaultJetStreamWait
+	// when 0); a standalone embedded server is asked once.
+	JetStreamWait time.Duration
 }
 
 // Node is one astrid node: the NATS connection (and embedded server), the
@@ -60,8 +86,10 @@ type Config struct {
 //
 // # Concurrency
 //
-// Start, Load and Shutdown are called by one goroutine (cmd/astrid);
-// Capsules is safe from any goroutine.
+// Start and Shutdown are called by one goroutine (cmd/astrid). Load,
+// Reload, Upgrade and Deploy are serialized by a mutex (the control service
+// calls them too); Capsules and the StartCapsule family are safe from any
+// goroutine.
 type Node struct {
 	cfg    Config
 	id     string
@@ -87,6 +115,13 @@ type Node struct {
 	fileLogs *FileLogs
 	quotaLog sync.Map // "principal/capsule/quota" -> time.Time of the last event
 	metrics  *Metrics
+	cluster  *cluster    // heartbeats and peers (cluster.go)
+	single   *singletons // singleton leases (singleton.go)
+
+	// opMu serializes Load, Reload, Upgrade and Deploy (astrid run and the
+	// control service call them from different goroutines).
+	opMu sync.Mutex
+	ctl  *control // the control service (control.go)
 }
 
 // Start brings up NATS, the engine and the supervisor. No capsule is
@@ -99,8 +134,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("supervisor: data dir: %w", err)
 	}
 	if cfg.NodeID == "" {
-		h, _ := os.Hostname()
-		cfg.NodeID = "node-" + sanitize(h)
+		id, err := loadNodeID(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.NodeID = id
+	} else if !ValidNodeID(cfg.NodeID) {
+		return nil, fmt.Errorf("supervisor: node id %q: use 1 to 64 of [A-Za-z0-9_-]", cfg.NodeID)
+	}
+	clustered := cfg.ClusterListen != "" || len(cfg.Routes) > 0 || cfg.ClusterName != ""
+	if clustered && cfg.ClusterName == "" {
+		cfg.ClusterName = DefaultClusterName
 	}
 	n := &Node{cfg: cfg, id: cfg.NodeID, log: cfg.Logger.With().Str("node", cfg.NodeID).Logger(), metrics: newMetrics()}
 	ok := false
@@ -127,6 +171,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		n.server, err = bus.StartServer(bus.ServerConfig{
 			DataDir: cfg.DataDir, Listen: listen, ServerName: cfg.NodeID, JetStream: true,
+			ClusterName: cfg.ClusterName, ClusterListen: cfg.ClusterListen, Routes: cfg.Routes,
 		}, n.log.With().Str("component", "nats").Logger())
 		if err != nil {
 			return nil, err
@@ -139,7 +184,19 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.kv, err = bus.OpenKV(ctx, n.conn, bus.KVConfig{Replicas: cfg.KVReplicas})
+	jsWait := cmp.Or(cfg.JetStreamWait, DefaultJetStreamWait)
+	if cfg.NATSURL == "" && !clustered {
+		jsWait = 0 // a standalone embedded server is ready or never will be
+	}
+	n.kv, err = waitJetStream(ctx, n.log, jsWait, bus.DefaultKVBucket, func(ctx context.Context) (*bus.KV, error) {
+		return bus.OpenKV(ctx, n.conn, bus.KVConfig{Replicas: cfg.KVReplicas})
+	})
+	if err != nil {
+		return nil, err
+	}
+	leases, err := waitJetStream(ctx, n.log, jsWait, bus.DefaultLeaseBucket, func(ctx context.Context) (*bus.Leases, error) {
+		return bus.OpenLeases(ctx, n.conn, bus.LeaseConfig{Replicas: cfg.KVReplicas})
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +235,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.sup, err = n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sa }), "supervisor")
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: spawn: %w", err)
+	}
+	n.startSingletons(leases)
+	if err := n.startCluster(); err != nil {
+		return nil, err
+	}
+	if err := n.startControl(); err != nil {
+		return nil, err
 	}
 	ok = true
 	return n, nil
@@ -225,6 +289,12 @@ type LoadReport struct {
 // and skipped; the others still start. Load returns when every capsule is
 // ready or its readiness timeout has passed.
 func (n *Node) Load(ctx context.Context, paths ...string) (*LoadReport, error) {
+	n.opMu.Lock()
+	defer n.opMu.Unlock()
+	return n.load(ctx, n.ctl.withDeployed(paths)...)
+}
+
+func (n *Node) load(ctx context.Context, paths ...string) (*LoadReport, error) {
 	rep := &LoadReport{Failed: map[string]error{}}
 	for _, p := range paths {
 		if !slices.Contains(n.paths, p) {
@@ -307,10 +377,15 @@ func (n *Node) Load(ctx context.Context, paths ...string) (*LoadReport, error) {
 		}
 		l := byID[id]
 		ready[id] = make(chan struct{})
-		n.system.Root.Send(n.sup, &spawn{cfg: actors.CapsuleConfig{
+		sp := &spawn{cfg: actors.CapsuleConfig{
 			Manifest: l.m, Module: l.mod, Transport: n.t, Router: n.router,
 			Logger: n.log, Owner: n.cfg.Owner, Env: defaultEnv(l.m), Tenancy: n.tenancy(),
-		}, group: n.cfg.File.groupOf(id), graph: &g, ready: ready[id]})
+		}, group: n.cfg.File.groupOf(id), graph: &g, ready: ready[id]}
+		if l.m.Supervision.Singleton && n.single != nil {
+			n.single.add(sp) // spawned only while this node holds its lease
+		} else {
+			n.system.Root.Send(n.sup, sp)
+		}
 		n.order = append(n.order, id)
 		rep.Loaded = append(rep.Loaded, id)
 		if missing := n.missingConfig(l.m, n.owner()); len(missing) > 0 {
@@ -381,6 +456,7 @@ func (n *Node) Capsules(timeout time.Duration) ([]CapsuleInfo, error) {
 		return nil, err
 	}
 	out, _ := res.([]CapsuleInfo)
+	out = n.withStandby(out)
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
@@ -389,6 +465,10 @@ func (n *Node) Capsules(timeout time.Duration) ([]CapsuleInfo, error) {
 // waited for within ctx, then closes the engine, NATS and the server.
 func (n *Node) Shutdown(ctx context.Context) error {
 	var errs []error
+	if err := n.stopControl(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	n.single.close() // held singletons stop first and release their leases
 	res, err := n.system.Root.RequestFuture(n.sup, &pids{}, 5*time.Second).Result()
 	if err != nil {
 		errs = append(errs, fmt.Errorf("list capsules: %w", err))
@@ -403,6 +483,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			break
 		}
 	}
+	n.cluster.close() // heartbeats stop; peers are told the node left
 	n.router.Close()
 	_ = n.system.Root.StopFuture(n.sup).Wait()
 	n.system.Shutdown()
@@ -425,19 +506,6 @@ func (n *Node) closeInfra() error {
 		n.server.Shutdown()
 	}
 	return errors.Join(errs...)
-}
-
-func sanitize(s string) string {
-	b := []byte(strings.ToLower(s))
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			b[i] = '-'
-		}
-	}
-	if len(b) == 0 {
-		return "local"
-	}
-	return string(b)
 }
 
 // nodeKey loads (or creates, 0600) the key that signs this node's message
@@ -487,9 +555,18 @@ type ReloadReport struct {
 // old version keeps serving, and if anything fails it simply stays. Each
 // message is handled by exactly one of the two. New capsules are loaded.
 func (n *Node) Reload(ctx context.Context) (*ReloadReport, error) {
+	n.opMu.Lock()
+	defer n.opMu.Unlock()
+	return n.upgradeFrom(ctx, n.ctl.rescanPaths(n.paths), true)
+}
+
+// upgradeFrom hot-upgrades the changed capsules found under paths and loads
+// the new ones. On a rescan, a capsule last upgraded or deployed from
+// another directory through the control service is looked for there only.
+func (n *Node) upgradeFrom(ctx context.Context, paths []string, rescan bool) (*ReloadReport, error) {
 	rep := &ReloadReport{Failed: map[string]error{}}
 	var fresh []string
-	for _, p := range n.paths {
+	for _, p := range paths {
 		files, err := manifests.Discover(p)
 		if err != nil {
 			return rep, err
@@ -505,6 +582,9 @@ func (n *Node) Reload(ctx context.Context) (*ReloadReport, error) {
 				continue
 			}
 			id := m.ID()
+			if rescan && n.ctl.elsewhere(id, f) {
+				continue
+			}
 			if !slices.Contains(n.order, id) {
 				fresh = append(fresh, filepath.Dir(f))
 				continue
@@ -520,6 +600,19 @@ func (n *Node) Reload(ctx context.Context) (*ReloadReport, error) {
 				continue
 			}
 			if !changed {
+				continue
+			}
+			if standby, ok := n.single.template(id, actors.CapsuleConfig{
+				Manifest: c.m, Module: c.mod, Transport: n.t, Router: n.router,
+				Logger: n.log, Owner: n.cfg.Owner, Env: defaultEnv(c.m), Tenancy: n.tenancy(),
+			}); ok && standby {
+				// Not running here: the new version starts if this node
+				// takes the singleton's lease.
+				if err := n.commit(c); err != nil {
+					rep.Failed[id] = err
+					continue
+				}
+				rep.Upgraded = append(rep.Upgraded, id)
 				continue
 			}
 			done := make(chan error, 1)
@@ -544,7 +637,7 @@ func (n *Node) Reload(ctx context.Context) (*ReloadReport, error) {
 		}
 	}
 	if len(fresh) > 0 {
-		lr, err := n.Load(ctx, fresh...)
+		lr, err := n.load(ctx, fresh...)
 		if err != nil {
 			return rep, err
 		}

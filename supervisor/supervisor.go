@@ -38,7 +38,10 @@ type Event struct {
 	Directive   string  `json:"directive,omitempty"`
 	Previous    string  `json:"previous_version,omitempty"`
 	Node        string  `json:"node,omitempty"`
-	Time        string  `json:"time"`
+	// Revision is the lease revision (fencing token) of leased and
+	// lease_lost events of singleton capsules.
+	Revision uint64 `json:"revision,omitempty"`
+	Time     string `json:"time"`
 }
 
 // spawn asks the supervisor actor to start a capsule actor.
@@ -113,7 +116,8 @@ type child struct {
 	restart  int
 	last     string
 	readyTO  time.Duration
-	pausedBy map[string]bool // dependencies currently restarting
+	pausedBy map[string]bool      // dependencies currently restarting
+	cfg      actors.CapsuleConfig // to start it again after an operator stop
 }
 
 func (s *supervisorActor) Receive(ctx actor.Context) {
@@ -178,6 +182,10 @@ func (s *supervisorActor) Receive(ctx actor.Context) {
 		s.failed(ctx, m)
 	case *upgrade:
 		s.upgrade(ctx, m)
+	case *capsulePIDs:
+		s.pidsOf(ctx, m)
+	case *operate:
+		ctx.Respond(s.operate(ctx, m))
 	case *upgradeTimeout:
 		if p := s.pending[m.id]; p != nil && p.gen == m.gen {
 			s.rollback(ctx, p, fmt.Errorf("not ready within %v", p.readyTO))
@@ -222,7 +230,9 @@ func (s *supervisorActor) spawn(ctx actor.Context, m *spawn) {
 		return
 	}
 	s.capsules[id] = c
-	s.order = append(s.order, id)
+	if !slices.Contains(s.order, id) { // a singleton starts again when it regains its lease
+		s.order = append(s.order, id)
+	}
 }
 
 func (s *supervisorActor) newChild(cfg actors.CapsuleConfig, group GroupConfig, ready chan struct{}) *child {
@@ -230,6 +240,7 @@ func (s *supervisorActor) newChild(cfg actors.CapsuleConfig, group GroupConfig, 
 		id: cfg.Manifest.ID(), version: cfg.Manifest.Package.VersionRaw, state: "starting", gen: cfg.Generation,
 		runLoop: cfg.Module.Exports().Run, tr: tracker{policy: cfg.Manifest.Supervision}, ready: ready,
 		group: group, readyTO: cfg.Manifest.Supervision.ReadinessTimeout, pausedBy: map[string]bool{},
+		cfg: cfg,
 	}
 }
 
@@ -240,11 +251,10 @@ func (s *supervisorActor) start(ctx actor.Context, c *child, cfg actors.CapsuleC
 	if c.gen > 0 {
 		name = fmt.Sprintf("capsule-%s-g%d", id, c.gen)
 	}
-	props := actor.PropsFromProducer(actors.NewCapsuleActor(cfg),
-		actor.WithSupervisor(actor.NewOneForOneStrategy(3, time.Minute, func(reason any) actor.Directive {
-			s.log.Error().Interface("reason", reason).Str("capsule", id).Msg("panic in capsule actor")
-			return actor.RestartDirective
-		})))
+	props := actors.CapsuleProps(cfg, actor.NewOneForOneStrategy(3, time.Minute, func(reason any) actor.Directive {
+		s.log.Error().Interface("reason", reason).Str("capsule", id).Msg("panic in capsule actor")
+		return actor.RestartDirective
+	}))
 	pid, err := ctx.SpawnNamed(props, name)
 	if err != nil {
 		s.log.Error().Err(err).Str("capsule", id).Msg("spawn failed")
@@ -259,7 +269,7 @@ func (s *supervisorActor) start(ctx actor.Context, c *child, cfg actors.CapsuleC
 func (s *supervisorActor) upgrade(ctx actor.Context, m *upgrade) {
 	id := m.cfg.Manifest.ID()
 	old := s.capsules[id]
-	if old == nil {
+	if old == nil || old.pid == nil {
 		m.done <- fmt.Errorf("capsule %s is not running", id)
 		return
 	}

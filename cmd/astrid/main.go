@@ -104,6 +104,7 @@ then talk to it with the nats CLI or astrid itself:
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "json", "log format: json or console")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	root.AddCommand(validateCmd(g), runCmd(g), pubCmd(g), reqCmd(g), subCmd(g), secretCmd(g), elicitCmd(g), logsCmd(g))
+	root.AddCommand(nodesCmd(g), psCmd(g), startCmd(g), stopCmd(g), restartCmd(g), upgradeCmd(g), deployCmd(g))
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +23,7 @@ func runCmd(g *globals) *cobra.Command {
 	var cfg supervisor.Config
 	var drain time.Duration
 	var configFile, metricsListen string
+	var labels []string
 	cmd := &cobra.Command{
 		Use:   "run [flags] CAPSULE_DIR...",
 		Short: "Run a node supervising the capsules in the given directories",
@@ -34,10 +37,21 @@ reverse boot order within --drain; a second signal exits at once.
 SIGHUP rescans the capsule directories and hot-upgrades every capsule whose
 binary or version changed: the new version runs its upgrade hook, starts
 beside the old one and takes the traffic only once it is ready; if anything
-fails the old version keeps serving.`,
+fails the old version keeps serving.
+
+Clustering: --cluster-listen and --routes make the embedded NATS servers of
+several nodes one NATS cluster with clustered JetStream (use --kv-replicas 3
+for three nodes); capsules on any node then reach capsules on any other.
+Handler subjects served on several nodes form a queue group (each request
+reaches one node); a capsule with [supervision] singleton = true runs on the
+one node holding its lease. Every node publishes a heartbeat on
+astrid.v1.node.<id>.heartbeat and reports a silent peer on
+astrid.v1.node.<id>.gone.`,
 		Example: `  astrid run examples
   astrid run --log-format=console --data /var/lib/astrid examples/echo examples/counter
-  astrid run --nats nats://10.0.0.5:4222 ./capsules`,
+  astrid run --nats nats://10.0.0.5:4222 ./capsules
+  astrid run --data d1 --nats-listen 127.0.0.1:4222 --cluster-listen 127.0.0.1:6222 \
+    --routes nats-route://127.0.0.1:6223,nats-route://127.0.0.1:6224 --kv-replicas 3 --label zone=a examples`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := g.logger()
@@ -45,6 +59,12 @@ fails the old version keeps serving.`,
 				return usageError{err}
 			}
 			cfg.Logger = log
+			if cfg.Labels, err = parseLabels(labels); err != nil {
+				return usageError{err}
+			}
+			if cfg.NATSURL != "" && (cfg.ClusterListen != "" || len(cfg.Routes) > 0 || cfg.ClusterName != "") {
+				return usageError{errors.New("--cluster-name, --cluster-listen and --routes configure the embedded server; with --nats the external cluster is already formed")}
+			}
 			if configFile != "" {
 				fc, err := supervisor.LoadFileConfig(configFile)
 				if err != nil {
@@ -57,7 +77,7 @@ fails the old version keeps serving.`,
 			if err != nil {
 				return &exitError{code: ExitFailure, err: err}
 			}
-			log.Info().Str("nats", node.ClientURL()).Str("data", cfg.DataDir).Msg("node started")
+			log.Info().Str("node", node.ID()).Str("nats", node.ClientURL()).Str("data", cfg.DataDir).Msg("node started")
 			if metricsListen != "" {
 				srv, err := serveMetrics(metricsListen, node.Metrics().Registry)
 				if err != nil {
@@ -125,13 +145,35 @@ fails the old version keeps serving.`,
 	f.StringVar(&cfg.DataDir, "data", "astrid-data", "data directory (JetStream store, compilation cache, node key)")
 	f.StringVar(&cfg.NATSURL, "nats", "", "connect to this NATS server or cluster instead of starting an embedded one")
 	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", `embedded NATS client address ("none" for in-process only)`)
-	f.StringVar(&cfg.NodeID, "node-id", "", "node id used in events (default node-<hostname>)")
+	f.StringVar(&cfg.NodeID, "node-id", "", "node id in events, heartbeats and leases (default: generated once and kept in <data>/node.id)")
+	f.StringArrayVar(&labels, "label", nil, "node label KEY=VALUE, repeatable (carried in heartbeats, used for placement)")
+	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat", supervisor.DefaultHeartbeatInterval, "heartbeat interval; a node silent for 3 intervals is reported gone")
+	f.StringVar(&cfg.ClusterName, "cluster-name", "", "NATS cluster name of the embedded server (default \"astrid\" when clustering)")
+	f.StringVar(&cfg.ClusterListen, "cluster-listen", "", "embedded NATS cluster (route) address host:port; makes the node a cluster member")
+	f.StringSliceVar(&cfg.Routes, "routes", nil, "routes to the other members, comma-separated (nats-route://host:port,...)")
+	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", supervisor.DefaultLeaseTTL, "singleton lease time to live; renewed every third of it")
 	f.StringVar(&cfg.Owner, "owner", "default", "principal the capsules are loaded for")
-	f.IntVar(&cfg.KVReplicas, "kv-replicas", 1, "JetStream KV replica count")
+	f.IntVar(&cfg.KVReplicas, "kv-replicas", 1, "JetStream KV replica count (KV and lease buckets; 3 for a 3-node cluster)")
 	f.StringVar(&cfg.SubjectPrefix, "subject-prefix", "", "put every topic under this NATS subject prefix (isolates deployments sharing a NATS)")
 	f.DurationVar(&drain, "drain", 10*time.Second, "how long shutdown may take before giving up")
 	cmd.MarkFlagsMutuallyExclusive("nats", "nats-listen")
 	return cmd
+}
+
+// parseLabels turns --label KEY=VALUE flags into a map.
+func parseLabels(flags []string) (map[string]string, error) {
+	if len(flags) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(flags))
+	for _, f := range flags {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--label %q: want KEY=VALUE", f)
+		}
+		out[k] = v
+	}
+	return out, nil
 }
 
 func serveMetrics(addr string, reg *prometheus.Registry) (*http.Server, error) {
