@@ -49,6 +49,10 @@ type Config struct {
 	KVReplicas int
 	// CacheDir is the wazero compilation cache (default DataDir/cache/wazero).
 	CacheDir string
+	// KeyFile is a shared envelope-signing key for every node of a
+	// cluster; empty means a key of this node's own (<data>/node.key), so
+	// other nodes' messages decode as claimed.
+	KeyFile string
 	// SubjectPrefix puts every topic under this NATS subject prefix
 	// (deployment isolation on a shared NATS); empty means none.
 	SubjectPrefix string
@@ -153,7 +157,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			n.closeInfra()
 		}
 	}()
-	key, err := nodeKey(cfg.DataDir)
+	key, err := nodeKey(cfg.DataDir, cfg.KeyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -509,8 +513,20 @@ func (n *Node) closeInfra() error {
 }
 
 // nodeKey loads (or creates, 0600) the key that signs this node's message
-// envelopes, so messages stamped before a restart still verify.
-func nodeKey(dir string) ([]byte, error) {
+// envelopes, so messages stamped before a restart still verify. keyFile,
+// when set, is a key shared by every node of a cluster (each node then
+// trusts the others' verified attributions); it must exist.
+func nodeKey(dir, keyFile string) ([]byte, error) {
+	if keyFile != "" {
+		b, err := os.ReadFile(keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("supervisor: envelope key: %w", err)
+		}
+		if len(b) < bus.MinKeyBytes {
+			return nil, fmt.Errorf("supervisor: envelope key %s: at least %d bytes", keyFile, bus.MinKeyBytes)
+		}
+		return b, nil
+	}
 	p := filepath.Join(dir, "node.key")
 	if b, err := os.ReadFile(p); err == nil && len(b) >= bus.MinKeyBytes {
 		return b, nil

@@ -154,6 +154,7 @@ astrid.v1.node.<id>.gone.`,
 	f.DurationVar(&cfg.LeaseTTL, "lease-ttl", supervisor.DefaultLeaseTTL, "singleton lease time to live; renewed every third of it")
 	f.StringVar(&cfg.Owner, "owner", "default", "principal the capsules are loaded for")
 	f.IntVar(&cfg.KVReplicas, "kv-replicas", 1, "JetStream KV replica count (KV and lease buckets; 3 for a 3-node cluster)")
+	f.StringVar(&cfg.KeyFile, "envelope-key", "", "file holding the envelope-signing key shared by the nodes of a cluster (default: <data>/node.key, this node only)")
 	f.StringVar(&cfg.SubjectPrefix, "subject-prefix", "", "put every topic under this NATS subject prefix (isolates deployments sharing a NATS)")
 	f.DurationVar(&drain, "drain", 10*time.Second, "how long shutdown may take before giving up")
 	cmd.MarkFlagsMutuallyExclusive("nats", "nats-listen")
