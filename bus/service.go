@@ -134,9 +134,14 @@ func (s *Service) AddEndpoint(name, topic string, h ServiceHandler) error {
 
 // Stop unsubscribes every endpoint, letting requests already received be
 // answered (nats.go drains the subscriptions), and removes the instance
-// from discovery.
+// from discovery. When it returns the server has processed the
+// unsubscriptions (unless the connection is closed): no new request
+// reaches the instance.
 func (s *Service) Stop() error {
 	if err := s.svc.Stop(); err != nil {
+		return fmt.Errorf("bus: stop service: %w", err)
+	}
+	if err := s.conn.nc.FlushTimeout(2 * time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		return fmt.Errorf("bus: stop service: %w", err)
 	}
 	return nil
