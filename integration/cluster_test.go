@@ -159,7 +159,7 @@ func increment(t *testing.T, c *bus.Conn, principal string, attempt, within time
 // heartbeats returns the latest heartbeat of every node recorded by r.
 func heartbeats(r *recorder) map[string]supervisor.Heartbeat {
 	out := map[string]supervisor.Heartbeat{}
-	for _, m := range r.snapshot() {
+	for _, m := range r.Snapshot() {
 		if !strings.HasSuffix(m.Topic, ".heartbeat") {
 			continue
 		}
@@ -186,7 +186,7 @@ func capsuleState(hb supervisor.Heartbeat, id string) string {
 func waitInventory(t *testing.T, r *recorder, nodes []string, d time.Duration) string {
 	t.Helper()
 	var holder string
-	r.waitFor(t, d, "heartbeats: counter ready on every node, ticker ready on exactly one", func(bus.Message) bool {
+	r.WaitFor(t, d, "heartbeats: counter ready on every node, ticker ready on exactly one", func(bus.Message) bool {
 		hbs := heartbeats(r)
 		ready := []string{}
 		for _, id := range nodes {
@@ -213,7 +213,7 @@ func waitInventory(t *testing.T, r *recorder, nodes []string, d time.Duration) s
 
 func eventsOf(r *recorder, verb string) []supervisor.Event {
 	var out []supervisor.Event
-	for _, m := range r.snapshot() {
+	for _, m := range r.Snapshot() {
 		if m.Topic != "astrid.v1.capsule.ticker."+verb {
 			continue
 		}
@@ -234,16 +234,16 @@ func tick(t *testing.T, c *bus.Conn, r *recorder, n int) {
 	if err := c.Publish(&bus.Message{Topic: "ticker.v1.in", Payload: []byte(payload)}); err != nil {
 		t.Fatal(err)
 	}
-	r.waitFor(t, 10*time.Second, "ticker.v1.out "+payload, func(m bus.Message) bool { return string(m.Payload) == payload })
+	r.WaitFor(t, 10*time.Second, "ticker.v1.out "+payload, func(m bus.Message) bool { return string(m.Payload) == payload })
 	// A second instance would relay it too; publish a marker and wait for
 	// it, so that any duplicate had time to arrive.
 	marker := fmt.Sprintf(`{"n":%d,"marker":true}`, n)
 	if err := c.Publish(&bus.Message{Topic: "ticker.v1.in", Payload: []byte(marker)}); err != nil {
 		t.Fatal(err)
 	}
-	r.waitFor(t, 10*time.Second, "ticker.v1.out "+marker, func(m bus.Message) bool { return string(m.Payload) == marker })
+	r.WaitFor(t, 10*time.Second, "ticker.v1.out "+marker, func(m bus.Message) bool { return string(m.Payload) == marker })
 	copies := 0
-	for _, m := range r.snapshot() {
+	for _, m := range r.Snapshot() {
 		if string(m.Payload) == payload {
 			copies++
 		}
@@ -356,7 +356,7 @@ func TestIntegrationClusterFailover(t *testing.T) {
 
 	// The singleton moved, once, to a survivor within 10 s.
 	obs := survivors[0]
-	moved := obs.events.waitFor(t, 10*time.Second-time.Since(killed)+time.Second, "ticker leased by a survivor", func(m bus.Message) bool {
+	moved := obs.events.WaitFor(t, 10*time.Second-time.Since(killed)+time.Second, "ticker leased by a survivor", func(m bus.Message) bool {
 		var ev supervisor.Event
 		return m.Topic == "astrid.v1.capsule.ticker.leased" && json.Unmarshal(m.Payload, &ev) == nil && ev.Node != holder
 	})
@@ -377,7 +377,7 @@ func TestIntegrationClusterFailover(t *testing.T) {
 
 	// Both survivors report the dead node gone within 3 intervals.
 	for _, cn := range survivors {
-		m := obs.nodes.waitFor(t, 5*interval, cn.id+" reporting "+victim.id+" gone", func(m bus.Message) bool {
+		m := obs.nodes.WaitFor(t, 5*interval, cn.id+" reporting "+victim.id+" gone", func(m bus.Message) bool {
 			var g supervisor.NodeGone
 			return m.Topic == supervisor.GoneTopic(victim.id) && json.Unmarshal(m.Payload, &g) == nil && g.DetectedBy == cn.id
 		})
@@ -393,7 +393,7 @@ func TestIntegrationClusterFailover(t *testing.T) {
 
 	// The survivors' inventories show the singleton on exactly the new
 	// holder, and it relays each message once.
-	obs.nodes.waitFor(t, 5*interval, "inventories after the failover", func(bus.Message) bool {
+	obs.nodes.WaitFor(t, 5*interval, "inventories after the failover", func(bus.Message) bool {
 		hbs := heartbeats(obs.nodes)
 		ready := 0
 		for _, cn := range survivors {

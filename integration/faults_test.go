@@ -129,7 +129,7 @@ func TestIntegrationRunLoopCrashLoopQuarantined(t *testing.T) {
 		t.Errorf("%d restarted events, want 3", got)
 	}
 	var backoffs []float64
-	for _, m := range n.events.snapshot() {
+	for _, m := range n.events.Snapshot() {
 		if m.Topic == "astrid.v1.capsule.crashloop.failed" && strings.Contains(string(m.Payload), `"directive":"restart"`) {
 			backoffs = append(backoffs, 0)
 		}
@@ -165,7 +165,7 @@ func TestIntegrationPoisonMessageDeadLettered(t *testing.T) {
 	}
 	n.errorReply("trap.v1.boom", `{"poison":1}`, "dead-lettered")
 	n.okReply("trap.v1.ok", "ok")
-	m := dead.waitFor(t, 5*time.Second, "dead letter", func(bus.Message) bool { return true })
+	m := dead.WaitFor(t, 5*time.Second, "dead letter", func(bus.Message) bool { return true })
 	var dl struct {
 		Capsule, Topic, Reason string
 		Crashes                int

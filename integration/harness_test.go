@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/bus/bustest"
 	"github.com/astrid-go/astrid/capsule/capsuletest"
 	"github.com/astrid-go/astrid/supervisor"
 )
@@ -134,69 +133,16 @@ func (n *node) call(topic, payload, principal string) map[string]any {
 }
 
 // recorder collects messages on a pattern as an outside subscriber.
-type recorder struct {
-	mu   sync.Mutex
-	msgs []bus.Message
-	more chan struct{}
-}
+type recorder = bustest.Recorder
 
 func record(t *testing.T, c *bus.Conn, pattern string) *recorder {
-	t.Helper()
-	r := &recorder{more: make(chan struct{}, 1)}
-	cancel, err := c.SubscribeMessages(c.Subjects().Route(pattern), func(m *bus.Message) {
-		cp := *m
-		cp.Payload = append([]byte(nil), m.Payload...)
-		r.mu.Lock()
-		r.msgs = append(r.msgs, cp)
-		r.mu.Unlock()
-		select {
-		case r.more <- struct{}{}:
-		default:
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.NATS().Flush(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cancel)
-	return r
-}
-
-func (r *recorder) snapshot() []bus.Message {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]bus.Message(nil), r.msgs...)
-}
-
-// waitFor blocks until a recorded message satisfies ok, or fails after d.
-func (r *recorder) waitFor(t *testing.T, d time.Duration, what string, ok func(bus.Message) bool) bus.Message {
-	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	for {
-		for _, m := range r.snapshot() {
-			if ok(m) {
-				return m
-			}
-		}
-		select {
-		case <-r.more:
-		case <-deadline.C:
-			var got []string
-			for _, m := range r.snapshot() {
-				got = append(got, m.Topic+" "+string(m.Payload))
-			}
-			t.Fatalf("timed out after %v waiting for %s; got:\n%s", d, what, strings.Join(got, "\n"))
-		}
-	}
+	return bustest.Record(t, c, pattern)
 }
 
 // event waits for astrid.v1.capsule.<id>.<verb> and returns its body.
 func (n *node) event(id, verb string, d time.Duration) supervisor.Event {
 	n.t.Helper()
-	m := n.events.waitFor(n.t, d, "event "+id+"."+verb, func(m bus.Message) bool {
+	m := n.events.WaitFor(n.t, d, "event "+id+"."+verb, func(m bus.Message) bool {
 		return m.Topic == "astrid.v1.capsule."+id+"."+verb
 	})
 	var ev supervisor.Event
@@ -208,7 +154,7 @@ func (n *node) event(id, verb string, d time.Duration) supervisor.Event {
 
 func (n *node) countEvents(id, verb string) int {
 	c := 0
-	for _, m := range n.events.snapshot() {
+	for _, m := range n.events.Snapshot() {
 		if m.Topic == "astrid.v1.capsule."+id+"."+verb {
 			c++
 		}

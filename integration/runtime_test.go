@@ -52,7 +52,7 @@ func TestIntegrationCounterSeparatePrincipals(t *testing.T) {
 		t.Fatalf("alice after bob: count %v, want 4", got)
 	}
 	// The capsule's publish carries the invoking principal, downstream.
-	m := changes.waitFor(t, 5*time.Second, "bob's change event", func(m bus.Message) bool {
+	m := changes.WaitFor(t, 5*time.Second, "bob's change event", func(m bus.Message) bool {
 		return strings.Contains(string(m.Payload), `"principal":"bob"`)
 	})
 	if m.Principal != "bob" || m.Attribution != bus.Claimed {
@@ -69,8 +69,8 @@ func TestIntegrationTickerRunLoop(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out.waitFor(t, 10*time.Second, "5 ticks", func(bus.Message) bool { return len(out.snapshot()) >= 5 })
-	for i, m := range out.snapshot()[:5] {
+	out.WaitFor(t, 10*time.Second, "5 ticks", func(bus.Message) bool { return len(out.Snapshot()) >= 5 })
+	for i, m := range out.Snapshot()[:5] {
 		if want := fmt.Sprintf(`{"n":%d}`, i); string(m.Payload) != want {
 			t.Errorf("tick %d: %s, want %s (order or payload wrong)", i, m.Payload, want)
 		}
@@ -96,8 +96,8 @@ func TestIntegrationPublishOutsideACLDenied(t *testing.T) {
 	}
 	// NATS keeps one connection's order: had the denied publish left the
 	// node, it would arrive before the sentinel.
-	all.waitFor(t, 5*time.Second, "sentinel", func(m bus.Message) bool { return m.Topic == "abi.v1.allowed.sentinel" })
-	for _, m := range all.snapshot() {
+	all.WaitFor(t, 5*time.Second, "sentinel", func(m bus.Message) bool { return m.Topic == "abi.v1.allowed.sentinel" })
+	for _, m := range all.Snapshot() {
 		if strings.HasPrefix(m.Topic, "abi.v1.forbidden") {
 			t.Fatalf("denied publish reached %s", m.Topic)
 		}

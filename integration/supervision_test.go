@@ -49,7 +49,7 @@ func linkCapsule(t *testing.T, name string, delayMs int, extra string, imports .
 // eventIndex returns the position of the first astrid.v1.capsule.<id>.<verb>
 // event in the recording, or -1.
 func (n *node) eventIndex(id, verb string) int {
-	for i, m := range n.events.snapshot() {
+	for i, m := range n.events.Snapshot() {
 		if m.Topic == "astrid.v1.capsule."+id+"."+verb {
 			return i
 		}
@@ -135,9 +135,9 @@ func TestIntegrationRestForOneChain(t *testing.T) {
 	n.event("c-sink", "restarted", 10*time.Second)
 	// The crashing message is retried once (a second crash, a second
 	// restart of the chain) and then dead-lettered.
-	dead.waitFor(t, 10*time.Second, "dead letter", func(bus.Message) bool { return true })
+	dead.WaitFor(t, 10*time.Second, "dead letter", func(bus.Message) bool { return true })
 	// Then, after the second wave of restarts, every link serves again.
-	n.events.waitFor(t, 10*time.Second, "all ready", func(bus.Message) bool {
+	n.events.WaitFor(t, 10*time.Second, "all ready", func(bus.Message) bool {
 		for _, id := range []string{"a-src", "b-mid", "c-sink"} {
 			if n.countEvents(id, "restarted") < 2 {
 				return false
@@ -211,15 +211,15 @@ func TestIntegrationRunLoopLossFreeRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	replies.waitFor(t, 20*time.Second, "all replies", func(bus.Message) bool { return len(replies.snapshot()) >= total })
+	replies.WaitFor(t, 20*time.Second, "all replies", func(bus.Message) bool { return len(replies.Snapshot()) >= total })
 	// The run loop handles its inbox in order: once a later sentinel is
 	// answered, any duplicate of an earlier reply would have arrived.
 	if err := n.client.Publish(&bus.Message{Topic: "solo.v1.in", Payload: []byte(`{"sentinel":1}`), Reply: "test.replies.sentinel"}); err != nil {
 		t.Fatal(err)
 	}
-	replies.waitFor(t, 10*time.Second, "sentinel", func(m bus.Message) bool { return m.Topic == "test.replies.sentinel" })
+	replies.WaitFor(t, 10*time.Second, "sentinel", func(m bus.Message) bool { return m.Topic == "test.replies.sentinel" })
 	got := map[string]int{}
-	for _, m := range replies.snapshot() {
+	for _, m := range replies.Snapshot() {
 		got[m.Topic]++
 		i := strings.TrimPrefix(m.Topic, "test.replies.")
 		if i == "sentinel" {
@@ -240,7 +240,7 @@ func TestIntegrationRunLoopLossFreeRestart(t *testing.T) {
 			t.Errorf("request %d answered %d times", i, c)
 		}
 	}
-	dead.waitFor(t, 5*time.Second, "dead letter", func(m bus.Message) bool { return strings.Contains(string(m.Payload), `"crash":true`) })
+	dead.WaitFor(t, 5*time.Second, "dead letter", func(m bus.Message) bool { return strings.Contains(string(m.Payload), `"crash":true`) })
 	if c := n.countEvents("solo", "restarted"); c != 2 {
 		t.Errorf("%d restarts, want 2 (the crash and its retry)", c)
 	}

@@ -115,7 +115,7 @@ func TestIntegrationQuotaProfiles(t *testing.T) {
 	if codes[0] != nil || codes[2] != "rate-limited" {
 		t.Errorf("publish codes %v, want ok first and rate-limited after", codes)
 	}
-	ev := quota.waitFor(t, 5*time.Second, "quota events", func(m bus.Message) bool {
+	ev := quota.WaitFor(t, 5*time.Second, "quota events", func(m bus.Message) bool {
 		return strings.Contains(string(m.Payload), "ipc_bytes_per_sec")
 	})
 	var qe struct{ Principal, Quota string }
@@ -123,7 +123,7 @@ func TestIntegrationQuotaProfiles(t *testing.T) {
 	if qe.Principal != "small" {
 		t.Errorf("quota event %s", ev.Payload)
 	}
-	quota.waitFor(t, 5*time.Second, "kv quota event", func(m bus.Message) bool {
+	quota.WaitFor(t, 5*time.Second, "kv quota event", func(m bus.Message) bool {
 		return strings.Contains(string(m.Payload), "kv_storage_bytes")
 	})
 	if v := n.metric("astrid_quota_exceeded_total", "principal", "small", "quota", "kv_storage_bytes"); v < 1 {
@@ -145,7 +145,7 @@ func TestIntegrationOnboardingRequired(t *testing.T) {
 	if err != nil || len(rep.Failed) > 0 {
 		t.Fatalf("load: %v %v", err, rep.Failed)
 	}
-	m := onboarding.waitFor(t, 5*time.Second, "onboarding", func(bus.Message) bool { return true })
+	m := onboarding.WaitFor(t, 5*time.Second, "onboarding", func(bus.Message) bool { return true })
 	var ob supervisor.Onboarding
 	if err := json.Unmarshal(m.Payload, &ob); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/bus/bustest"
 	"github.com/astrid-go/astrid/capsule/capsuletest"
 )
 
@@ -119,71 +120,16 @@ func TestNodeIDPersisted(t *testing.T) {
 }
 
 // msgLog records messages on a pattern through an outside connection.
-type msgLog struct {
-	mu   sync.Mutex
-	msgs []bus.Message
-	more chan struct{}
-}
+type msgLog struct{ *bustest.Recorder }
 
 func logMessages(t *testing.T, c *bus.Conn, pattern string) *msgLog {
-	t.Helper()
-	l := &msgLog{more: make(chan struct{}, 1)}
-	cancel, err := c.SubscribeMessages(c.Subjects().Route(pattern), func(m *bus.Message) {
-		cp := *m
-		cp.Payload = append([]byte(nil), m.Payload...)
-		l.mu.Lock()
-		l.msgs = append(l.msgs, cp)
-		l.mu.Unlock()
-		select {
-		case l.more <- struct{}{}:
-		default:
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.NATS().Flush(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cancel)
-	return l
+	return &msgLog{bustest.Record(t, c, pattern)}
 }
 
-func (l *msgLog) all() []bus.Message {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]bus.Message(nil), l.msgs...)
-}
-
-// wait blocks until a message satisfies ok, failing after d.
-func (l *msgLog) wait(t *testing.T, d time.Duration, what string, ok func(bus.Message) bool) bus.Message {
-	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	for {
-		for _, m := range l.all() {
-			if ok(m) {
-				return m
-			}
-		}
-		select {
-		case <-l.more:
-		case <-deadline.C:
-			var got []string
-			for _, m := range l.all() {
-				got = append(got, m.Topic+" "+string(m.Payload))
-			}
-			t.Fatalf("timed out after %v waiting for %s; got:\n%s", d, what, strings.Join(got, "\n"))
-		}
-	}
-}
-
-// event waits for astrid.v1.capsule.<id>.<verb> from node (any node when
-// "") and returns its body.
 func (l *msgLog) event(t *testing.T, d time.Duration, id, verb, node string, after time.Time) Event {
 	t.Helper()
 	var ev Event
-	l.wait(t, d, id+"."+verb+" from "+node, func(m bus.Message) bool {
+	l.WaitFor(t, d, id+"."+verb+" from "+node, func(m bus.Message) bool {
 		var e Event
 		if m.Topic != "astrid.v1.capsule."+id+"."+verb || json.Unmarshal(m.Payload, &e) != nil {
 			return false
@@ -270,7 +216,7 @@ func TestClusterHeartbeats(t *testing.T) {
 	b, _ := testNode(t, "b", hub.ClientURL(), Config{HeartbeatInterval: iv})
 	_, stopSlow := testNode(t, "slow", hub.ClientURL(), Config{HeartbeatInterval: 10 * time.Second})
 
-	nodes.wait(t, 5*time.Second, "heartbeats of hub, b and slow", func(bus.Message) bool {
+	nodes.WaitFor(t, 5*time.Second, "heartbeats of hub, b and slow", func(bus.Message) bool {
 		_, ok1 := peer(hub, "b")
 		_, ok2 := peer(hub, "slow")
 		_, ok3 := peer(b, "hub")
@@ -291,7 +237,7 @@ func TestClusterHeartbeats(t *testing.T) {
 		<-b.cluster.done
 	})
 	silent := time.Now()
-	m := nodes.wait(t, 2*time.Second, "b reported gone by hub", func(m bus.Message) bool {
+	m := nodes.WaitFor(t, 2*time.Second, "b reported gone by hub", func(m bus.Message) bool {
 		return m.Topic == GoneTopic("b") && strings.Contains(string(m.Payload), `"detected_by":"hub"`)
 	})
 	var g NodeGone
@@ -306,12 +252,12 @@ func TestClusterHeartbeats(t *testing.T) {
 		t.Fatalf("hub's view of b: %+v", p)
 	}
 	// Once: several more intervals bring no second report from hub.
-	nodes.wait(t, 2*time.Second, "more hub heartbeats", func(m bus.Message) bool {
+	nodes.WaitFor(t, 2*time.Second, "more hub heartbeats", func(m bus.Message) bool {
 		var hb Heartbeat
 		return m.Topic == HeartbeatTopic("hub") && json.Unmarshal(m.Payload, &hb) == nil && hb.Time.After(g.Time.Add(5*iv))
 	})
 	reports := 0
-	for _, m := range nodes.all() {
+	for _, m := range nodes.Snapshot() {
 		if m.Topic == GoneTopic("b") && strings.Contains(string(m.Payload), `"detected_by":"hub"`) {
 			reports++
 		}
@@ -322,7 +268,7 @@ func TestClusterHeartbeats(t *testing.T) {
 
 	// b beats again: back.
 	b.cluster.publish()
-	nodes.wait(t, 2*time.Second, "b back at hub", func(bus.Message) bool {
+	nodes.WaitFor(t, 2*time.Second, "b back at hub", func(bus.Message) bool {
 		p, _ := peer(hub, "b")
 		return !p.Gone
 	})
@@ -330,11 +276,11 @@ func TestClusterHeartbeats(t *testing.T) {
 	// slow (10 s interval) shuts down: it says so, and hub marks it gone at
 	// once rather than after 30 s.
 	stopSlow()
-	nodes.wait(t, 2*time.Second, "slow gone at hub", func(bus.Message) bool {
+	nodes.WaitFor(t, 2*time.Second, "slow gone at hub", func(bus.Message) bool {
 		p, _ := peer(hub, "slow")
 		return p.Gone
 	})
-	for _, m := range nodes.all() {
+	for _, m := range nodes.Snapshot() {
 		if m.Topic == GoneTopic("slow") && !strings.Contains(string(m.Payload), `"detected_by":"slow"`) {
 			t.Errorf("a node reported slow's announced departure again: %s", m.Payload)
 		}
@@ -445,7 +391,7 @@ func TestSingletonLease(t *testing.T) {
 		t.Errorf("takeover after a clean shutdown took %v; want well under the TTL %v", d, ttl)
 	}
 	released := false
-	for _, m := range events.all() {
+	for _, m := range events.Snapshot() {
 		if m.Topic == "astrid.v1.capsule.ticker.lease_lost" && strings.Contains(string(m.Payload), "released at shutdown") {
 			released = true
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/bus/bustest"
 	"github.com/astrid-go/astrid/capsule/capsuletest"
 	"github.com/astrid-go/astrid/supervisor"
 )
@@ -195,73 +196,10 @@ func (n *ctlNode) info(id string) supervisor.CapsuleInfo {
 }
 
 // recorder collects messages on a pattern as an outside subscriber.
-type recorder struct {
-	mu   sync.Mutex
-	msgs []bus.Message
-	more chan struct{}
-}
+type recorder = bustest.Recorder
 
 func record(t *testing.T, c *bus.Conn, pattern string) *recorder {
-	t.Helper()
-	r := &recorder{more: make(chan struct{}, 1)}
-	cancel, err := c.SubscribeMessages(c.Subjects().Route(pattern), func(m *bus.Message) {
-		cp := *m
-		cp.Payload = append([]byte(nil), m.Payload...)
-		r.mu.Lock()
-		r.msgs = append(r.msgs, cp)
-		r.mu.Unlock()
-		select {
-		case r.more <- struct{}{}:
-		default:
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.NATS().Flush(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cancel)
-	return r
-}
-
-func (r *recorder) count(topic string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, m := range r.msgs {
-		if m.Topic == topic {
-			n++
-		}
-	}
-	return n
-}
-
-// waitCount waits until at least want messages arrived on topic and
-// returns the body of the want-th.
-func (r *recorder) waitCount(t *testing.T, topic string, want int, d time.Duration) []byte {
-	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	for {
-		r.mu.Lock()
-		seen := 0
-		for _, m := range r.msgs {
-			if m.Topic == topic {
-				seen++
-				if seen == want {
-					r.mu.Unlock()
-					return m.Payload
-				}
-			}
-		}
-		r.mu.Unlock()
-		select {
-		case <-r.more:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %d messages on %s (saw %d)", want, topic, seen)
-		}
-	}
+	return bustest.Record(t, c, pattern)
 }
 
 func TestSupervisorControlPsListsReadyCapsules(t *testing.T) {
@@ -308,7 +246,7 @@ func TestSupervisorControlStopAndStart(t *testing.T) {
 	if err := n.echo(`{"a":2}`); !errors.Is(err, bus.ErrNoResponders) {
 		t.Fatalf("request to a stopped capsule: %v, want no responders", err)
 	}
-	n.events.waitCount(t, "astrid.v1.capsule.echo.stopped", 1, 5*time.Second)
+	n.events.WaitCount(t, "astrid.v1.capsule.echo.stopped", 1, 5*time.Second)
 	if got := n.info("echo").State; got != "stopped" {
 		t.Errorf("ps state %q", got)
 	}
@@ -322,12 +260,12 @@ func TestSupervisorControlStopAndStart(t *testing.T) {
 	if rr := n.ctl(supervisor.VerbRestart, "n1", supervisor.CapsuleRequest{Capsule: "echo"}); rr.Err == nil || rr.Err.Code != supervisor.CodeConflict {
 		t.Errorf("restart of a stopped capsule: %+v", rr)
 	}
-	started := n.events.count("astrid.v1.capsule.echo.started")
+	started := n.events.Count("astrid.v1.capsule.echo.started")
 	r = ok[supervisor.CapsuleReply](t, n.ctl(supervisor.VerbStart, "n1", supervisor.CapsuleRequest{Capsule: "echo"}))
 	if r.Capsule.State != "ready" || !r.Changed {
 		t.Fatalf("start = %+v", r)
 	}
-	n.events.waitCount(t, "astrid.v1.capsule.echo.started", started+1, 5*time.Second)
+	n.events.WaitCount(t, "astrid.v1.capsule.echo.started", started+1, 5*time.Second)
 	if err := n.echo(`{"a":3}`); err != nil {
 		t.Fatalf("after start: %v", err)
 	}
@@ -340,7 +278,7 @@ func TestSupervisorControlStopAndStart(t *testing.T) {
 	if err := n.client.Publish(&bus.Message{Topic: "ticker.v1.in", Payload: []byte(`{"n":7}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if got := out.waitCount(t, "ticker.v1.out", 1, 5*time.Second); !strings.Contains(string(got), `"n":7`) {
+	if got := out.WaitCount(t, "ticker.v1.out", 1, 5*time.Second); !strings.Contains(string(got), `"n":7`) {
 		t.Errorf("ticker relayed %s", got)
 	}
 	// Starting a running capsule changes nothing.
@@ -361,19 +299,19 @@ func TestSupervisorControlRestart(t *testing.T) {
 			if err := n.client.Publish(&bus.Message{Topic: "ticker.v1.in", Payload: []byte(`{"r":2}`)}); err != nil {
 				return err
 			}
-			out.waitCount(t, "ticker.v1.out", 1, 5*time.Second)
+			out.WaitCount(t, "ticker.v1.out", 1, 5*time.Second)
 			return nil
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			topic := "astrid.v1.capsule." + tc.name + ".restarted"
-			before := n.events.count(topic)
+			before := n.events.Count(topic)
 			r := ok[supervisor.CapsuleReply](t, n.ctl(supervisor.VerbRestart, "n1", supervisor.CapsuleRequest{Capsule: tc.name}))
 			if r.Capsule.State != "ready" || r.Capsule.Restarts != 1 || !r.Changed {
 				t.Fatalf("restart = %+v", r)
 			}
 			var ev supervisor.Event
-			if err := json.Unmarshal(n.events.waitCount(t, topic, before+1, 5*time.Second), &ev); err != nil || ev.Incarnation != 2 || ev.Node != "n1" {
+			if err := json.Unmarshal(n.events.WaitCount(t, topic, before+1, 5*time.Second), &ev); err != nil || ev.Incarnation != 2 || ev.Node != "n1" {
 				t.Errorf("restarted event %+v %v", ev, err)
 			}
 			if err := tc.check(); err != nil {
@@ -402,7 +340,7 @@ func TestSupervisorControlStartQuarantined(t *testing.T) {
 		}
 		return resp.Header.Get(bus.HeaderError)
 	}
-	for i := 0; n.events.count("astrid.v1.capsule.crashon.quarantined") == 0; i++ {
+	for i := 0; n.events.Count("astrid.v1.capsule.crashon.quarantined") == 0; i++ {
 		if i == 10 {
 			t.Fatal("never quarantined")
 		}
@@ -492,7 +430,7 @@ func TestSupervisorControlUpgradeFromDir(t *testing.T) {
 		t.Fatalf("after upgrade: %+v", got)
 	}
 	var ev supervisor.Event
-	if err := json.Unmarshal(n.events.waitCount(t, "astrid.v1.capsule.echo.upgraded", 1, 5*time.Second), &ev); err != nil || ev.Previous != "0.1.0" || ev.Version != "0.2.0" {
+	if err := json.Unmarshal(n.events.WaitCount(t, "astrid.v1.capsule.echo.upgraded", 1, 5*time.Second), &ev); err != nil || ev.Previous != "0.1.0" || ev.Version != "0.2.0" {
 		t.Errorf("upgraded event %+v %v", ev, err)
 	}
 	// Keep the traffic going until the retired generation has stopped
@@ -630,14 +568,12 @@ func TestSupervisorControlElicitPublishesTheAnswer(t *testing.T) {
 	if r.Topic != "astrid.v1.elicit.response.r-42" {
 		t.Errorf("reply %+v", r)
 	}
-	body := got.waitCount(t, "astrid.v1.elicit.response.r-42", 1, 5*time.Second)
+	body := got.WaitCount(t, "astrid.v1.elicit.response.r-42", 1, 5*time.Second)
 	var resp supervisor.ElicitResponse
 	if err := json.Unmarshal(body, &resp); err != nil || resp.RequestID != "r-42" || resp.Value == nil || *resp.Value != "metric" {
 		t.Errorf("published %s: %v", body, err)
 	}
-	got.mu.Lock()
-	principal := got.msgs[0].Principal
-	got.mu.Unlock()
+	principal := got.Snapshot()[0].Principal
 	if principal != "alice" {
 		t.Errorf("published for principal %q", principal)
 	}
