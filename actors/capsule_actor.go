@@ -452,11 +452,9 @@ func (a *CapsuleActor) runEnded(ctx actor.Context, m *runEnded) {
 	if m.incarnation != a.inc || a.inst == nil {
 		return
 	}
+	// The run goroutine is done: its State may be read and torn down.
 	inflight, replied := a.state.InFlight(), a.state.Replied()
-	a.inst.Close()
-	a.state.CloseSubscriptions()
-	a.state.Cancel(errors.New("run ended"))
-	a.inst, a.state = nil, nil
+	a.endIncarnation()
 	err := m.err
 	if err == nil {
 		err = &capsule.TrapError{Capsule: a.id, Export: "run", Kind: capsule.FailExit, ExitCode: 0}

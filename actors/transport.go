@@ -60,13 +60,13 @@ func (t *Transport) QueueSubscribeStrict(pattern, queue string, deliver func(*bu
 func (t *Transport) Respond(orig *bus.Message, data []byte, errCode, detail string) {
 	m := &bus.Message{Topic: orig.Topic, Payload: data, Principal: orig.Principal,
 		Attribution: orig.Attribution, Origin: orig.Origin}
-	var err error
+	// A failed reply leaves the requester to its own timeout: there is
+	// nobody else to tell.
 	if errCode != "" {
-		err = t.conn.ReplyError(orig.Reply, m, errCode, detail)
-	} else {
-		err = t.conn.Reply(orig.Reply, m)
+		_ = t.conn.ReplyError(orig.Reply, m, errCode, detail)
+		return
 	}
-	_ = err // the requester times out; nothing else to do
+	_ = t.conn.Reply(orig.Reply, m)
 }
 
 // SlogBridge returns a protoactor logger factory writing to log at warn
