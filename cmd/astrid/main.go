@@ -70,6 +70,8 @@ func (g *globals) logger() (zerolog.Logger, error) {
 	default:
 		return zerolog.Nop(), fmt.Errorf("--log-format must be json or console, not %q", g.logFormat)
 	}
+	// Millisecond timestamps (zerolog's default is whole seconds).
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
 }
 
