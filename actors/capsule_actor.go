@@ -160,7 +160,7 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 	case *runEnded:
 		a.runEnded(ctx, m)
 	case *readySignalled:
-		if m.incarnation == a.inc && a.inst != nil {
+		if m.inst == a.inst && a.inst != nil {
 			a.status = "ready"
 			ctx.Send(a.parent, &CapsuleReady{ID: a.id, Incarnation: a.inc, Generation: a.cfg.Generation})
 		}
@@ -206,6 +206,12 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 			ID: a.id, Version: a.cfg.Manifest.Package.VersionRaw, State: a.status,
 			Incarnation: a.inc, RunLoop: a.cfg.Module.Exports().Run, Queued: a.inbox.Len(),
 		})
+	case *actor.Restarting:
+		// protoactor replaces this actor value after a panic in our own
+		// code, and the new value starts (and rebinds the routes) on
+		// Started: end this value's incarnation, or its instance, run loop
+		// and subscriptions would outlive it.
+		a.release()
 	case *actor.Stopping:
 		a.stop()
 	case *actor.Stopped:
@@ -273,12 +279,12 @@ func (a *CapsuleActor) incarnate(ctx actor.Context) {
 	go func() {
 		err := inst.Run()
 		close(done)
-		root.Send(self, &runEnded{incarnation: inc, err: err})
+		root.Send(self, &runEnded{incarnation: inc, inst: inst, err: err})
 	}()
 	go func() {
 		select {
 		case <-st.Ready():
-			root.Send(self, &readySignalled{incarnation: inc})
+			root.Send(self, &readySignalled{incarnation: inc, inst: inst})
 		case <-done:
 		}
 	}()
@@ -449,7 +455,7 @@ func (a *CapsuleActor) failed(ctx actor.Context, err error, msg *bus.Message, re
 }
 
 func (a *CapsuleActor) runEnded(ctx actor.Context, m *runEnded) {
-	if m.incarnation != a.inc || a.inst == nil {
+	if m.inst != a.inst || a.inst == nil {
 		return
 	}
 	// The run goroutine is done: its State may be read and torn down.
@@ -547,8 +553,13 @@ func (a *CapsuleActor) endIncarnation() {
 // the run goroutine, closes the instance and leaves the router.
 func (a *CapsuleActor) stop() {
 	if a.cfg.Router != nil && a.routed {
-		a.cfg.Router.Remove(a.id)
+		a.cfg.Router.Remove(a.id, a.self)
 	}
+	a.release()
+}
+
+// release is stop but for the routes.
+func (a *CapsuleActor) release() {
 	if a.cancel != nil {
 		a.cancel()
 	}

@@ -15,55 +15,68 @@ import (
 // # Concurrency
 //
 // Goroutine-safe. protoactor schedules a mailbox at most once at a time
-// (plus one overlapping schedule while a run winds down), so a one-slot
-// channel never blocks for long. After Stop, late schedules (system
-// messages of a stopped actor) run on their own goroutine.
+// (plus one overlapping schedule while a run winds down), so the one-slot
+// channel has room; should it not, the run gets its own goroutine, as
+// under protoactor's default dispatcher. Stop closes the channel under the
+// same lock Schedule sends under: what was queued before Stop still runs on
+// the pinned goroutine, which then exits; later schedules (system messages
+// of a stopped actor) run on their own goroutine. None is ever lost.
 type pinnedDispatcher struct {
-	work chan func()
-	done chan struct{}
-	once sync.Once
+	mu      sync.Mutex
+	stopped bool
+	work    chan func()
 }
 
 var _ actor.Dispatcher = (*pinnedDispatcher)(nil)
 
 func newPinnedDispatcher() *pinnedDispatcher {
-	d := &pinnedDispatcher{work: make(chan func(), 1), done: make(chan struct{})}
+	d := &pinnedDispatcher{work: make(chan func(), 1)}
 	go d.loop()
 	return d
 }
 
 func (d *pinnedDispatcher) loop() {
-	for {
-		select {
-		case fn := <-d.work:
-			fn()
-		case <-d.done:
-			return
-		}
+	for fn := range d.work {
+		fn()
 	}
 }
 
 // Schedule implements actor.Dispatcher.
 func (d *pinnedDispatcher) Schedule(fn func()) {
-	select {
-	case d.work <- fn:
-	case <-d.done:
-		go fn()
+	d.mu.Lock()
+	if !d.stopped {
+		select {
+		case d.work <- fn:
+			d.mu.Unlock()
+			return
+		default:
+		}
 	}
+	d.mu.Unlock()
+	go fn()
 }
 
 // Throughput implements actor.Dispatcher: messages per run before the
 // mailbox yields (protoactor's default).
 func (d *pinnedDispatcher) Throughput() int { return 300 }
 
-// Stop ends the goroutine; idempotent.
-func (d *pinnedDispatcher) Stop() { d.once.Do(func() { close(d.done) }) }
+// Stop ends the pinned goroutine once it has run what is queued;
+// idempotent, and safe from the pinned goroutine itself.
+func (d *pinnedDispatcher) Stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.stopped {
+		d.stopped = true
+		close(d.work)
+	}
+}
 
-// CapsuleProps returns the props of a capsule actor: its producer, a
-// pinned dispatcher (stopped with the actor) and the given supervisor
-// strategy for panics in our own code.
-func CapsuleProps(cfg CapsuleConfig, strategy actor.SupervisorStrategy) *actor.Props {
+// CapsuleProps returns the props of a capsule actor: its producer and a
+// pinned dispatcher (stopped with the actor). A panic in our own actor
+// code is handled by the parent's supervisor strategy (protoactor applies
+// the parent's props strategy to its children).
+func CapsuleProps(cfg CapsuleConfig) *actor.Props {
 	d := newPinnedDispatcher()
 	cfg.dispatcher = d
-	return actor.PropsFromProducer(NewCapsuleActor(cfg), actor.WithDispatcher(d), actor.WithSupervisor(strategy))
+	return actor.PropsFromProducer(NewCapsuleActor(cfg), actor.WithDispatcher(d))
 }

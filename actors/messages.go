@@ -122,11 +122,16 @@ type Pause struct{}
 // intake.
 type Resume struct{}
 
+// runEnded and readySignalled come from the goroutines of one incarnation;
+// inst identifies it (incarnation numbers start again at 1 when protoactor
+// replaces the actor value after a panic).
 type runEnded struct {
 	incarnation int
+	inst        *capsule.Instance
 	err         error
 }
 
 type readySignalled struct {
 	incarnation int
+	inst        *capsule.Instance
 }

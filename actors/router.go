@@ -25,14 +25,15 @@ import (
 // reply subject the chain's outcome is sent back as the reply, so `nats req`
 // against a capsule just works.
 //
-// The Router holds one NATS subscription per distinct binding pattern. When
-// several patterns match a topic, only the subscription of the smallest
-// matching pattern dispatches it, so a message is never handled twice.
-//
-// Each subscription is in the NATS queue group RouterQueue, which every
-// node's router joins: when several nodes of a cluster serve a pattern,
-// each message reaches exactly one of them, whose router runs that node's
-// whole chain (interceptor priority is per node). Run-loop subscriptions
+// The Router holds one NATS subscription per distinct binding pattern, each
+// in the NATS queue group RouterQueue, which every node's router joins. The
+// server treats all the subscriptions of one queue group that match a
+// subject as one group, whatever their patterns: a message reaches exactly
+// one matching router subscription in the whole cluster, and that
+// subscription's router runs its node's whole chain (every binding matching
+// the topic; interceptor priority is per node). So when several patterns of
+// one node match a topic (a.b and a.*), the message is still dispatched
+// once, by whichever subscription received it. Run-loop subscriptions
 // (ipc_subscribe) are plain subscriptions and still fan out to every node.
 //
 // # Concurrency
@@ -170,7 +171,8 @@ func (r *Router) SetTenancy(p hoststate.Profiles, onQuota func(hoststate.QuotaEv
 }
 
 // Add registers (or replaces) the bindings of capsule id, served by pid
-// through mailbox mb.
+// through mailbox mb. Patterns the capsule no longer binds lose their
+// subscription when no other capsule binds them.
 func (r *Router) Add(id string, pid *actor.PID, bindings []hoststate.Binding, mb *Mailbox) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -183,14 +185,14 @@ func (r *Router) Add(id string, pid *actor.PID, bindings []hoststate.Binding, mb
 		if _, ok := r.subs[b.Topic]; ok {
 			continue
 		}
-		pattern := b.Topic
-		cancel, err := r.t.QueueSubscribeStrict(pattern, RouterQueue, func(m *bus.Message) { r.dispatch(pattern, m) })
+		cancel, err := r.t.QueueSubscribeStrict(b.Topic, RouterQueue, r.dispatch)
 		if err != nil {
-			r.log.Error().Err(err).Str("pattern", pattern).Msg("cannot subscribe interceptor pattern")
+			r.log.Error().Err(err).Str("pattern", b.Topic).Msg("cannot subscribe interceptor pattern")
 			continue
 		}
-		r.subs[pattern] = cancel
+		r.subs[b.Topic] = cancel
 	}
+	r.unsubscribeUnusedLocked()
 	// The server must have the subscriptions before anyone is told the
 	// capsule is ready.
 	if err := r.t.Flush(); err != nil {
@@ -198,18 +200,37 @@ func (r *Router) Add(id string, pid *actor.PID, bindings []hoststate.Binding, mb
 	}
 }
 
-// Remove drops every binding of capsule id.
-func (r *Router) Remove(id string) {
+// Remove drops the bindings of capsule id served by pid. Routes of id that
+// another actor took over since (a later Add) stay: only their owner
+// removes them.
+func (r *Router) Remove(id string, pid *actor.PID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.all = slices.DeleteFunc(r.all, func(rt route) bool { return rt.capsule == id })
+	r.all = slices.DeleteFunc(r.all, func(rt route) bool { return rt.capsule == id && rt.pid.Equal(pid) })
 	r.publishLocked()
+	if r.unsubscribeUnusedLocked() {
+		// Once Remove returns, the server no longer sends the dropped
+		// patterns here.
+		if err := r.t.Flush(); err != nil {
+			r.log.Warn().Err(err).Msg("flush after unsubscribe")
+		}
+	}
+}
+
+// unsubscribeUnusedLocked cancels the subscriptions of patterns no binding
+// uses any more (a leftover queue subscription would take its share of the
+// cluster's messages for the pattern and drop them) and reports whether it
+// cancelled any.
+func (r *Router) unsubscribeUnusedLocked() bool {
+	cancelled := false
 	for pattern, cancel := range r.subs {
 		if !slices.ContainsFunc(r.all, func(rt route) bool { return rt.pattern == pattern }) {
 			cancel()
 			delete(r.subs, pattern)
+			cancelled = true
 		}
 	}
+	return cancelled
 }
 
 // Close cancels every subscription.
@@ -250,29 +271,22 @@ func (r *Router) publishLocked() {
 	r.snap.Store(set)
 }
 
-// dispatch runs on the NATS callback of pattern's subscription: it only
-// turns the message into actor messages.
-func (r *Router) dispatch(pattern string, m *bus.Message) {
+// dispatch runs on the NATS callback of the one router subscription that
+// received m (see Router): it only turns the message into actor messages.
+func (r *Router) dispatch(m *bus.Message) {
 	set := r.snap.Load()
 	lit := set.literal[m.Topic]
 	n, first := len(lit), -1
-	smallest := ""
-	if n > 0 {
-		smallest = m.Topic
-	}
 	for i := range set.wild {
 		if !bus.MatchStrict(set.wild[i].pattern, m.Topic) {
 			continue
-		}
-		if smallest == "" || set.wild[i].pattern < smallest {
-			smallest = set.wild[i].pattern
 		}
 		if first < 0 {
 			first = i
 		}
 		n++
 	}
-	if n == 0 || smallest != pattern {
+	if n == 0 {
 		return
 	}
 	c := &chain{r: r, msg: m}

@@ -236,7 +236,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.router.SetTenancy(n.profiles, n.quotaExceeded)
 	sa := &supervisorActor{node: n, log: n.log.With().Str("component", "supervisor").Logger(),
 		capsules: map[string]*child{}, byPID: map[string]*child{}, pending: map[string]*child{}}
-	n.sup, err = n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sa }), "supervisor")
+	n.sup, err = n.system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return sa },
+		actor.WithSupervisor(actorPanics(sa.log))), "supervisor")
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: spawn: %w", err)
 	}

@@ -251,10 +251,7 @@ func (s *supervisorActor) start(ctx actor.Context, c *child, cfg actors.CapsuleC
 	if c.gen > 0 {
 		name = fmt.Sprintf("capsule-%s-g%d", id, c.gen)
 	}
-	props := actors.CapsuleProps(cfg, actor.NewOneForOneStrategy(3, time.Minute, func(reason any) actor.Directive {
-		s.log.Error().Interface("reason", reason).Str("capsule", id).Msg("panic in capsule actor")
-		return actor.RestartDirective
-	}))
+	props := actors.CapsuleProps(cfg)
 	pid, err := ctx.SpawnNamed(props, name)
 	if err != nil {
 		s.log.Error().Err(err).Str("capsule", id).Msg("spawn failed")
@@ -504,4 +501,14 @@ func lastLines(s string, n int) string {
 		}
 	}
 	return s
+}
+
+// actorPanics is the supervisor actor's strategy for its children: a panic
+// in our own capsule-actor code (never a guest failure: those arrive as
+// messages) restarts that actor, at most 3 times a minute, then stops it.
+func actorPanics(log zerolog.Logger) actor.SupervisorStrategy {
+	return actor.NewOneForOneStrategy(3, time.Minute, func(reason any) actor.Directive {
+		log.Error().Interface("reason", reason).Msg("panic in a capsule actor; restarting it")
+		return actor.RestartDirective
+	})
 }
