@@ -290,7 +290,21 @@ func TestIntegrationClusterFailover(t *testing.T) {
 		}
 	}
 	if fence == 0 {
-		t.Fatal("no node saw the leased event of the singleton")
+		// Every recorder subscribed after the lease was taken (the nodes
+		// log "capsules loaded" before their peers may have finished):
+		// read the fence from the lease bucket itself.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		leases, err := bus.OpenLeases(ctx, nodes[0].client, bus.LeaseConfig{Replicas: 3})
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		l, err := leases.Get(ctx, "ticker")
+		cancel()
+		if err != nil || l.Holder != holder || l.Revision == 0 {
+			t.Fatalf("lease of the singleton: %+v, %v; want held by %s", l, err, holder)
+		}
+		fence = l.Revision
 	}
 	if hb := heartbeats(nodes[0].nodes)[holder]; hb.Labels["zone"] != "test" || hb.NATS != byID[holder].url {
 		t.Errorf("heartbeat of %s: labels %v, nats %q", holder, hb.Labels, hb.NATS)
