@@ -155,8 +155,6 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 	case *Invoke:
 		m.mb.release(m.Msg.Principal)
 		a.invoke(ctx, m)
-	case *Deliver:
-		a.inbox.Push(&hoststate.Delivery{Handle: m.Handle, Msg: m.Msg})
 	case *runEnded:
 		a.runEnded(ctx, m)
 	case *readySignalled:

@@ -25,13 +25,6 @@ type Invoke struct {
 	mb     *Mailbox
 }
 
-// Deliver queues msg on the capsule's recv path (plain subscriptions of a
-// run-loop capsule arrive this way).
-type Deliver struct {
-	Handle uint64
-	Msg    *bus.Message
-}
-
 // Status asks the actor for a snapshot; the reply is a *StatusReport.
 type Status struct{}
 

@@ -176,16 +176,13 @@ type Instance struct {
 	state  *hoststate.State
 	ctx    context.Context // carries the Instance for host functions; cancelled when the instance ends
 	cancel context.CancelFunc
-	// fast carries the Instance but has no Done channel: handler calls run
-	// under it, so no context (and no timer) is allocated per call; the
-	// per-call deadline is the reusable timer below, and cancellation of
-	// the incarnation closes the module through context.AfterFunc. (wazero
-	// v1.12 still starts its watcher goroutine on every call of a module
-	// compiled with WithCloseOnContextDone, whatever the context: see
-	// docs/benchmarks.md.)
-	fast     context.Context
+	// deadline is the per-call deadline of handler calls: a timer created
+	// once per instance and reset per call; when it fires it cancels ctx,
+	// and wazero's own watcher closes the module (closing it from another
+	// goroutine ourselves would race with a running guest).
 	deadline *time.Timer
 	expired  atomic.Bool
+	running  atomic.Bool // a guest call is in progress
 	timeout  time.Duration
 	stderr   *guestWriter
 	stdout   *guestWriter
@@ -207,7 +204,6 @@ func (m *Module) Instantiate(st *hoststate.State, cfg InstanceConfig) (*Instance
 	}
 	base, cancel := context.WithCancel(st.Context())
 	in.ctx, in.cancel = context.WithValue(base, instanceKey{}, in), cancel
-	in.fast = context.WithValue(context.Background(), instanceKey{}, in)
 	in.stdout = newGuestWriter(st, "stdout")
 	in.stderr = newGuestWriter(st, "stderr")
 	mc := wazero.NewModuleConfig().
@@ -232,11 +228,6 @@ func (m *Module) Instantiate(st *hoststate.State, cfg InstanceConfig) (*Instance
 			return nil, in.classify("_initialize", ictx, err)
 		}
 	}
-	// Calls under in.fast are not watched by wazero: close the module when
-	// the incarnation (or the instance) is cancelled.
-	context.AfterFunc(in.ctx, func() {
-		_ = mod.CloseWithExitCode(context.Background(), sys.ExitCodeContextCanceled)
-	})
 	in.buffer = mod.ExportedFunction("astrid_buffer")
 	if m.exports.HookTrigger {
 		in.hook = mod.ExportedFunction("astrid_hook_trigger")
@@ -271,9 +262,13 @@ func (in *Instance) Close() {
 	// Cancelling the instance context ends a blocking host call (sleep,
 	// recv, kv) of a call in progress at once.
 	in.cancel()
-	if in.mod != nil {
-		// The exit code is what a call in progress reports; a plain Close
-		// (code 0) would read as a normal proc_exit(0).
+	// A call in progress (a run loop on its goroutine) is stopped by
+	// wazero's watcher of the cancelled context, which closes the module
+	// on the calling goroutine; closing it from here would race with the
+	// guest. Otherwise close it now.
+	if in.mod != nil && !in.running.Load() {
+		// The exit code is what a later call reports; a plain Close (code
+		// 0) would read as a normal proc_exit(0).
 		_ = in.mod.CloseWithExitCode(context.Background(), sys.ExitCodeContextCanceled)
 	}
 }
@@ -323,10 +318,10 @@ func (in *Instance) overran(export string, ctx context.Context) error {
 }
 
 // arm starts the deadline of one handler call: a timer created once per
-// instance and reset per call (no allocation, no goroutine). When it fires
-// the module is closed with ExitCodeDeadlineExceeded (the guest stops at
-// its next check) and the instance context is cancelled (a blocking host
-// call returns at once).
+// instance and reset per call (no allocation). When it fires the instance
+// context is cancelled: wazero's watcher stops the guest at its next check
+// and a blocking host call returns at once; the call is reported as a
+// deadline (the instance is done either way).
 func (in *Instance) arm() {
 	if in.deadline == nil {
 		in.deadline = time.AfterFunc(in.timeout, in.expire)
@@ -340,9 +335,6 @@ func (in *Instance) disarm() { in.deadline.Stop() }
 
 func (in *Instance) expire() {
 	in.expired.Store(true)
-	if in.mod != nil {
-		_ = in.mod.CloseWithExitCode(context.Background(), sys.ExitCodeDeadlineExceeded)
-	}
 	in.cancel()
 }
 
@@ -387,7 +379,9 @@ func (in *Instance) Invoke(action string, payload []byte) (Result, error) {
 		return Result{}, &TrapError{Capsule: in.state.CapsuleID(), Export: "astrid_hook_trigger", Kind: FailHost,
 			Err: errors.New("capsule has no interceptor export")}
 	}
-	ctx := in.fast
+	ctx := in.ctx
+	in.running.Store(true)
+	defer in.running.Store(false)
 	in.arm()
 	defer in.disarm()
 	n := len(action) + len(payload)
@@ -437,6 +431,8 @@ func (in *Instance) Run() error {
 	if in.run == nil {
 		return &TrapError{Capsule: in.state.CapsuleID(), Export: "run", Kind: FailHost, Err: errors.New("capsule has no run export")}
 	}
+	in.running.Store(true)
+	defer in.running.Store(false)
 	if _, err := in.run.Call(in.ctx); err != nil {
 		return in.classify("run", in.ctx, err)
 	}

@@ -509,12 +509,6 @@ func (s *State) outgoing(topic string, payload []byte) *bus.Message {
 	return m
 }
 
-// ReplyOutgoing builds the envelope the actor uses to send a chain result
-// back to a requester, stamped like a guest publish.
-func (s *State) ReplyOutgoing(topic string, payload []byte) *bus.Message {
-	return s.outgoing(topic, payload)
-}
-
 func (s *State) mayPublish(topic string) bool {
 	for _, p := range s.publish {
 		if bus.MatchRoute(p, topic) {
