@@ -37,6 +37,9 @@ type CapsuleConfig struct {
 	// dispatcher is the actor's pinned mailbox goroutine (CapsuleProps),
 	// stopped when the actor stops.
 	dispatcher *pinnedDispatcher
+	// mailbox is the actor's intake (CapsuleProps), kept across
+	// protoactor restarts of the actor value so nothing queued is lost.
+	mailbox *Mailbox
 	// Unrouted actors do not bind their interceptors at start; the
 	// supervisor binds them when it switches traffic to them (hot upgrade).
 	Unrouted bool
@@ -98,8 +101,17 @@ type CapsuleActor struct {
 	stash  []*Invoke
 	// crashes counts crashes per message fingerprint (poison detection).
 	crashes map[uint64]int
-	// mb bounds the Invokes queued for this actor.
+	// mb is the actor's intake of Invokes (see Mailbox).
 	mb *Mailbox
+	// cur is the Invoke whose guest call is in progress, and curPayload
+	// the payload it was given; a batched call (capsule.Batch) moves them
+	// on to each queued message it takes. batching is set while invoke
+	// runs from a drain, the only time queued messages may join a call.
+	cur        *Invoke
+	curPayload []byte
+	batching   bool
+	budget     int
+	batched    uint64
 	// successor is the next generation after a hot upgrade retired this
 	// one; Invokes that still reach this actor are forwarded to it.
 	successor *actor.PID
@@ -126,7 +138,10 @@ func NewCapsuleActor(cfg CapsuleConfig) actor.Producer {
 			inbox:   hoststate.NewInbox(m.Limits.MailboxSize),
 			status:  "starting",
 			crashes: map[uint64]int{},
-			mb:      NewMailbox(m.Limits.MailboxSize, m.Limits.Overflow),
+			mb:      cfg.mailbox,
+		}
+		if a.mb == nil {
+			a.mb = NewMailbox(m.Limits.MailboxSize, m.Limits.Overflow)
 		}
 		for i, ic := range m.Interceptors() {
 			a.bindings = append(a.bindings, hoststate.Binding{
@@ -152,6 +167,12 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 			a.routed = true
 		}
 		a.incarnate(ctx)
+		// A value restarted by protoactor finds what its predecessor left
+		// queued (and maybe no drain on its way): look at once.
+		a.mb.rearm()
+		ctx.Send(a.self, a.mb.wake)
+	case *drain:
+		a.drain(ctx, m.mb)
 	case *Invoke:
 		m.mb.release(m.Msg.Principal)
 		a.invoke(ctx, m)
@@ -202,7 +223,8 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 	case *Status:
 		ctx.Respond(&StatusReport{
 			ID: a.id, Version: a.cfg.Manifest.Package.VersionRaw, State: a.status,
-			Incarnation: a.inc, RunLoop: a.cfg.Module.Exports().Run, Queued: a.inbox.Len(),
+			Incarnation: a.inc, RunLoop: a.cfg.Module.Exports().Run, Queued: a.inbox.Len() + a.mb.Len(),
+			Batched: a.batched,
 		})
 	case *actor.Restarting:
 		// protoactor replaces this actor value after a panic in our own
@@ -212,6 +234,7 @@ func (a *CapsuleActor) Receive(ctx actor.Context) {
 		a.release()
 	case *actor.Stopping:
 		a.stop()
+		a.refuseQueued()
 	case *actor.Stopped:
 		if a.cfg.dispatcher != nil {
 			a.cfg.dispatcher.Stop()
@@ -352,7 +375,18 @@ func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
 	for attempt := 0; ; attempt++ {
 		st := a.state
 		st.BeginInvocation(m.Msg)
-		res, err := a.inst.Invoke(m.Action, payload)
+		a.cur, a.curPayload = m, payload
+		var res capsule.Result
+		var err error
+		if attempt == 0 && a.batching {
+			// Messages queued behind this one may join the call; the
+			// outcome below is that of the last one it started.
+			res, err = a.inst.InvokeBatch(m.Action, payload, (*batchFeed)(a))
+			m, payload = a.cur, a.curPayload
+		} else {
+			res, err = a.inst.Invoke(m.Action, payload)
+		}
+		a.cur, a.curPayload = nil, nil
 		replied := st.Replied()
 		st.EndInvocation()
 		if err == nil {
@@ -362,9 +396,7 @@ func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
 			m.chain.complete(m.level, m.index, res, replied)
 			return
 		}
-		if len(a.crashes) == 0 {
-			fp = fingerprint(m.Msg, payload)
-		}
+		fp = fingerprint(m.Msg, payload)
 		a.crashes[fp]++
 		if len(a.crashes) > 4096 {
 			clear(a.crashes) // bounded memory; poison detection restarts
@@ -389,6 +421,105 @@ func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
 			Data: []byte(failureText(a.id, err) + "; message dead-lettered")}, false)
 		return
 	}
+}
+
+// drainBudget bounds the Invokes one drain message handles before the
+// actor lets its other messages (stop, restart, status) in.
+const drainBudget = 256
+
+// drain takes the Invokes queued in mb, in order, up to drainBudget; if
+// more remain it sends itself the drain message again.
+func (a *CapsuleActor) drain(ctx actor.Context, mb *Mailbox) {
+	a.budget = drainBudget
+	for a.budget > 0 {
+		inv := mb.pop()
+		if inv == nil {
+			return
+		}
+		a.budget--
+		inv.mb.release(inv.Msg.Principal)
+		a.batching = true
+		a.invoke(ctx, inv)
+		a.batching = false
+	}
+	ctx.Send(a.self, mb.wake) // woken stays set: the queue may hold more
+}
+
+// refuseQueued empties the intake of a stopping actor: each Invoke goes to
+// the successor generation after a hot upgrade, or is answered with a
+// typed "closed" error, so no requester waits for its timeout.
+func (a *CapsuleActor) refuseQueued() {
+	for inv := a.mb.pop(); inv != nil; inv = a.mb.pop() {
+		inv.mb.release(inv.Msg.Principal)
+		if a.successor != nil {
+			inv.mb = nil
+			a.system.Root.Send(a.successor, inv)
+			continue
+		}
+		inv.chain.complete(inv.level, inv.index, capsule.Result{Kind: capsule.Errored, Code: "closed",
+			Data: []byte("capsule " + a.id + " stopped")}, false)
+	}
+}
+
+// batchFeed is the capsule.Batch of a drain: it lets a guest call go on
+// with the Invokes queued in the actor's mailbox. Its methods run on the
+// actor's goroutine, inside the guest call (the actor owns everything they
+// touch).
+type batchFeed CapsuleActor
+
+var _ capsule.Batch = (*batchFeed)(nil)
+
+// Pending implements capsule.Batch: the next queued Invoke may join the
+// call unless the drain's budget is spent, it does not fit the exchange
+// buffer, or it is a known poison message (those take the full path in
+// invoke). Nothing that invoke checks before a call (successor, pause,
+// quarantine, run loop) can change while the actor is inside one.
+func (f *batchFeed) Pending(room int) bool {
+	a := (*CapsuleActor)(f)
+	if a.budget <= 0 || a.successor != nil || a.paused || a.quarantined != "" || a.cur == nil {
+		return false
+	}
+	next := a.mb.peek()
+	if next == nil {
+		return false
+	}
+	payload := next.Msg.Payload
+	if next.chain != nil {
+		payload, _ = next.chain.payload(next.level)
+	}
+	if len(next.Action)+len(payload) > room {
+		return false
+	}
+	if len(a.crashes) > 0 && a.crashes[fingerprint(next.Msg, payload)] >= a.cfg.Manifest.Supervision.PoisonThreshold {
+		return false
+	}
+	return true
+}
+
+// Advance implements capsule.Batch: it completes the Invoke in progress
+// exactly as invoke does after a call, then takes the next one off the
+// mailbox and installs its invocation context.
+func (f *batchFeed) Advance(res capsule.Result) (string, []byte) {
+	a := (*CapsuleActor)(f)
+	st, m := a.state, a.cur
+	replied := st.Replied()
+	st.EndInvocation()
+	if res.Kind == capsule.Errored {
+		a.log.Warn().Str("action", m.Action).Str("topic", m.Msg.Topic).Bytes("error", res.Data).Msg("handler error")
+	}
+	m.chain.complete(m.level, m.index, res, replied)
+
+	next := a.mb.pop() // the one Pending looked at: only this actor pops
+	a.budget--
+	a.batched++
+	next.mb.release(next.Msg.Principal)
+	payload := next.Msg.Payload
+	if next.chain != nil {
+		payload, _ = next.chain.payload(next.level)
+	}
+	a.cur, a.curPayload = next, payload
+	st.BeginInvocation(next.Msg)
+	return next.Action, payload
 }
 
 // fingerprint identifies a message for poison detection: same topic,

@@ -78,5 +78,9 @@ func (d *pinnedDispatcher) Stop() {
 func CapsuleProps(cfg CapsuleConfig) *actor.Props {
 	d := newPinnedDispatcher()
 	cfg.dispatcher = d
+	if cfg.mailbox == nil {
+		m := cfg.Manifest
+		cfg.mailbox = NewMailbox(m.Limits.MailboxSize, m.Limits.Overflow)
+	}
 	return actor.PropsFromProducer(NewCapsuleActor(cfg), actor.WithDispatcher(d))
 }

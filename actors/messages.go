@@ -36,6 +36,9 @@ type StatusReport struct {
 	Incarnation int
 	RunLoop     bool
 	Queued      int
+	// Batched counts the messages that joined a guest call already in
+	// progress (capsule.Batch) instead of entering the guest on their own.
+	Batched uint64
 }
 
 // Events the actor sends to its parent (the supervisor).

@@ -71,29 +71,103 @@ type route struct {
 // one node per message.
 const RouterQueue = "astrid.router"
 
-// Mailbox bounds the Invokes queued for one capsule actor and applies its
-// [limits] overflow policy: "reject" (and "drop_oldest", which only a
-// run-loop inbox can honour) answers the sender with a typed backpressure
-// error at once; "block" makes the NATS callback wait for room, pushing
-// back on the publisher through NATS flow control.
+// Mailbox is one capsule actor's intake of Invokes. It bounds them and
+// applies the capsule's [limits] overflow policy: "reject" (and
+// "drop_oldest", which only a run-loop inbox can honour) answers the sender
+// with a typed backpressure error at once; "block" makes the NATS callback
+// wait for room, pushing back on the publisher through NATS flow control.
+//
+// The router queues Invokes here instead of sending each one as an actor
+// message, and wakes the actor with one drain message when the queue was
+// idle; the actor takes them in order. Seeing what is queued lets the
+// actor hand a whole run of messages to one guest call (capsule.Batch).
 //
 // # Concurrency
 //
-// Goroutine-safe: the router acquires slots, the actor releases them.
+// Goroutine-safe: the router pushes and acquires slots, the owning actor
+// pops and releases them. The queue itself is guarded by mu.
 type Mailbox struct {
 	slots  chan struct{}
 	policy string
 	// per counts each principal's Invokes holding a slot, for the
 	// max_in_flight_calls quota (one principal cannot fill the mailbox).
 	per sync.Map // principal -> *atomic.Int32
+
+	mu   sync.Mutex
+	q    []*Invoke // FIFO from head
+	head int
+	// woken is set while a drain message is on its way to the actor or
+	// being handled; the next push after the actor found the queue empty
+	// sends a new one.
+	woken bool
+	// wake is the drain message, allocated once.
+	wake *drain
 }
+
+// drain tells a capsule actor to take the Invokes queued in mb.
+type drain struct{ mb *Mailbox }
 
 // NewMailbox returns a mailbox holding at most size Invokes.
 func NewMailbox(size int, policy string) *Mailbox {
 	if size < 1 {
 		size = 1
 	}
-	return &Mailbox{slots: make(chan struct{}, size), policy: policy}
+	mb := &Mailbox{slots: make(chan struct{}, size), policy: policy}
+	mb.wake = &drain{mb: mb}
+	return mb
+}
+
+// push queues inv and reports whether the caller must send the wake
+// message (the actor is not already draining).
+func (mb *Mailbox) push(inv *Invoke) bool {
+	mb.mu.Lock()
+	mb.q = append(mb.q, inv)
+	wake := !mb.woken
+	mb.woken = true
+	mb.mu.Unlock()
+	return wake
+}
+
+// peek returns the next queued Invoke without taking it, or nil.
+func (mb *Mailbox) peek() *Invoke {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if mb.head == len(mb.q) {
+		return nil
+	}
+	return mb.q[mb.head]
+}
+
+// pop takes the next queued Invoke. On an empty queue it returns nil and
+// clears woken in the same critical section, so the next push wakes the
+// actor again: nothing is left queued without a drain on its way.
+func (mb *Mailbox) pop() *Invoke {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if mb.head == len(mb.q) {
+		mb.q, mb.head = mb.q[:0], 0
+		mb.woken = false
+		return nil
+	}
+	inv := mb.q[mb.head]
+	mb.q[mb.head] = nil
+	mb.head++
+	if mb.head >= 256 && mb.head*2 >= len(mb.q) {
+		// Reuse the consumed front instead of growing forever under a
+		// queue that never empties.
+		n := copy(mb.q, mb.q[mb.head:])
+		clear(mb.q[n:])
+		mb.q, mb.head = mb.q[:n], 0
+	}
+	return inv
+}
+
+// rearm marks a drain as on its way regardless of the queue, for an actor
+// that (re)starts and sends itself one.
+func (mb *Mailbox) rearm() {
+	mb.mu.Lock()
+	mb.woken = true
+	mb.mu.Unlock()
 }
 
 func (mb *Mailbox) counter(principal string) *atomic.Int32 {
@@ -171,7 +245,9 @@ func (r *Router) SetTenancy(p hoststate.Profiles, onQuota func(hoststate.QuotaEv
 }
 
 // Add registers (or replaces) the bindings of capsule id, served by pid
-// through mailbox mb. Patterns the capsule no longer binds lose their
+// through mailbox mb, which must be pid's own (the actor that receives the
+// drain message takes every Invoke queued in it); a nil mb sends each
+// Invoke to pid as an actor message. Patterns the capsule no longer binds lose their
 // subscription when no other capsule binds them.
 func (r *Router) Add(id string, pid *actor.PID, bindings []hoststate.Binding, mb *Mailbox) {
 	r.mu.Lock()
@@ -383,7 +459,11 @@ func (c *chain) start(level int) {
 			inv = new(Invoke)
 		}
 		*inv = Invoke{Msg: c.msg, Action: rt.action, Handle: rt.handle, chain: c, level: level, index: i, mb: rt.mb}
-		c.r.root.Send(rt.pid, inv)
+		if rt.mb == nil {
+			c.r.root.Send(rt.pid, inv)
+		} else if rt.mb.push(inv) {
+			c.r.root.Send(rt.pid, rt.mb.wake)
+		}
 	}
 }
 

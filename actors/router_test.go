@@ -113,13 +113,13 @@ func TestRouterRemoveByPIDAndStaleSubscriptions(t *testing.T) {
 		}
 		return out
 	}
-	mb := NewMailbox(16, "reject")
-	h.router.Add("shared", a, bind("sh.v1.x", "sh.v1.y"), mb)
+	// Each actor has its own intake: a Mailbox belongs to one actor.
+	h.router.Add("shared", a, bind("sh.v1.x", "sh.v1.y"), NewMailbox(16, "reject"))
 	if body, _ := replyOf(h.request("sh.v1.y", `{"trail":[]}`)); body != `{"trail":["ra"]}` {
 		t.Fatalf("routed to a: %s", body)
 	}
 	// b takes over with only one of the two patterns.
-	h.router.Add("shared", b, bind("sh.v1.x"), mb)
+	h.router.Add("shared", b, bind("sh.v1.x"), NewMailbox(16, "reject"))
 	if body, _ := replyOf(h.request("sh.v1.x", `{"trail":[]}`)); body != `{"trail":["rb"]}` {
 		t.Fatalf("routed to b: %s", body)
 	}

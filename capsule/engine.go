@@ -135,6 +135,7 @@ type Exports struct {
 	Initialize  bool // _initialize (Go reactors)
 	Buffer      bool // astrid_buffer
 	HookTrigger bool // astrid_hook_trigger: interceptor handlers
+	HookBatch   bool // astrid_hook_batch: interceptor handlers that take queued messages in one call
 	Run         bool // run: run-loop capsule
 	Install     bool // astrid_install
 	Upgrade     bool // astrid_upgrade
@@ -214,6 +215,7 @@ func detectExports(code wazero.CompiledModule) Exports {
 		Initialize:  has("_initialize", nil, nil),
 		Buffer:      has("astrid_buffer", []api.ValueType{i32}, []api.ValueType{i32}),
 		HookTrigger: has("astrid_hook_trigger", []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i64}),
+		HookBatch:   has("astrid_hook_batch", []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i64}),
 		Run:         has("run", nil, nil),
 		Install:     has("astrid_install", nil, []api.ValueType{i64}),
 		Upgrade:     has("astrid_upgrade", []api.ValueType{i32, i32}, []api.ValueType{i64}),

@@ -55,6 +55,7 @@ func hostFunctionSignatures() map[string]signature {
 		"result_read":              {types(i32, i32), types(i64), hostResultRead},
 		"sys_elicit":               {types(i32, i32, i32, i32), types(i64), hostElicit},
 		"sys_has_secret":           {types(i32, i32), types(i64), hostHasSecret},
+		"hook_next":                {types(i32, i32), types(i64), hostHookNext},
 	}
 }
 

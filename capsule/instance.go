@@ -187,9 +187,12 @@ type Instance struct {
 	stderr   *guestWriter
 	stdout   *guestWriter
 
-	buffer, hook, run, install, upgrade api.Function
-	bufPtr, bufCap                      uint32
-	stack                               [4]uint64
+	buffer, hook, batchHook, run, install, upgrade api.Function
+	// batch feeds queued messages to the astrid_hook_batch call in
+	// progress (nil outside one); see InvokeBatch.
+	batch          Batch
+	bufPtr, bufCap uint32
+	stack          [4]uint64
 
 	dead atomic.Bool
 }
@@ -231,6 +234,9 @@ func (m *Module) Instantiate(st *hoststate.State, cfg InstanceConfig) (*Instance
 	in.buffer = mod.ExportedFunction("astrid_buffer")
 	if m.exports.HookTrigger {
 		in.hook = mod.ExportedFunction("astrid_hook_trigger")
+	}
+	if m.exports.HookBatch {
+		in.batchHook = mod.ExportedFunction("astrid_hook_batch")
 	}
 	if m.exports.Run {
 		in.run = mod.ExportedFunction("run")
@@ -372,11 +378,17 @@ func (in *Instance) ensureBuffer(ctx context.Context, n uint32) error {
 // invocation context of msg and returns the decoded result. Any error is a
 // *TrapError and leaves the instance closed.
 func (in *Instance) Invoke(action string, payload []byte) (Result, error) {
+	return in.trigger(in.hook, "astrid_hook_trigger", action, payload)
+}
+
+// trigger runs one interceptor export (astrid_hook_trigger, or
+// astrid_hook_batch with in.batch set) on action and payload.
+func (in *Instance) trigger(fn api.Function, export, action string, payload []byte) (Result, error) {
 	if in.dead.Load() {
 		return Result{}, ErrClosed
 	}
-	if in.hook == nil {
-		return Result{}, &TrapError{Capsule: in.state.CapsuleID(), Export: "astrid_hook_trigger", Kind: FailHost,
+	if fn == nil {
+		return Result{}, &TrapError{Capsule: in.state.CapsuleID(), Export: export, Kind: FailHost,
 			Err: errors.New("capsule has no interceptor export")}
 	}
 	ctx := in.ctx
@@ -386,7 +398,7 @@ func (in *Instance) Invoke(action string, payload []byte) (Result, error) {
 	defer in.disarm()
 	n := len(action) + len(payload)
 	if uint64(n) > 1<<31 {
-		return Result{}, &TrapError{Capsule: in.state.CapsuleID(), Export: "astrid_hook_trigger", Kind: FailHost,
+		return Result{}, &TrapError{Capsule: in.state.CapsuleID(), Export: export, Kind: FailHost,
 			Err: errors.New("payload too large")}
 	}
 	if err := in.ensureBuffer(ctx, uint32(n)); err != nil {
@@ -395,17 +407,17 @@ func (in *Instance) Invoke(action string, payload []byte) (Result, error) {
 	mem := in.mod.Memory()
 	if !mem.WriteString(in.bufPtr, action) || !mem.Write(in.bufPtr+uint32(len(action)), payload) {
 		in.Close()
-		return Result{}, &TrapError{Capsule: in.state.CapsuleID(), Export: "astrid_hook_trigger", Kind: FailHost,
+		return Result{}, &TrapError{Capsule: in.state.CapsuleID(), Export: export, Kind: FailHost,
 			Err: errors.New("exchange buffer outside guest memory")}
 	}
 	in.stack[0] = uint64(in.bufPtr)
 	in.stack[1] = uint64(len(action))
 	in.stack[2] = uint64(in.bufPtr + uint32(len(action)))
 	in.stack[3] = uint64(len(payload))
-	if err := in.hook.CallWithStack(ctx, in.stack[:]); err != nil {
-		return Result{}, in.classify("astrid_hook_trigger", ctx, err)
+	if err := fn.CallWithStack(ctx, in.stack[:]); err != nil {
+		return Result{}, in.classify(export, ctx, err)
 	}
-	if err := in.overran("astrid_hook_trigger", ctx); err != nil {
+	if err := in.overran(export, ctx); err != nil {
 		return Result{}, err
 	}
 	packed := in.stack[0]
@@ -416,7 +428,7 @@ func (in *Instance) Invoke(action string, payload []byte) (Result, error) {
 	view, ok := mem.Read(rptr, rlen)
 	if !ok {
 		in.Close()
-		return Result{}, &TrapError{Capsule: in.state.CapsuleID(), Export: "astrid_hook_trigger", Kind: FailHost,
+		return Result{}, &TrapError{Capsule: in.state.CapsuleID(), Export: export, Kind: FailHost,
 			Err: fmt.Errorf("result %#x+%d outside guest memory", rptr, rlen)}
 	}
 	return DecodeResult(bytes.Clone(view)), nil

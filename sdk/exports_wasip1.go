@@ -42,6 +42,21 @@ func astridHookTrigger(actionPtr, actionLen, payloadPtr, payloadLen uint32) uint
 	return pack(trigger(exchangeArg(actionPtr, actionLen), exchangeArg(payloadPtr, payloadLen)))
 }
 
+//go:wasmexport astrid_hook_batch
+func astridHookBatch(actionPtr, actionLen, payloadPtr, payloadLen uint32) uint64 {
+	return pack(batch(exchangeArg(actionPtr, actionLen), exchangeArg(payloadPtr, payloadLen), hookNextHost))
+}
+
+// hookNextHost hands res to the host's hook_next and decodes its answer:
+// > 0 is 1<<62 | action_len<<32 | payload_len of the next message.
+func hookNextHost(res []byte) (al, pl uint32, ok bool) {
+	n := hookNext(unsafe.Pointer(unsafe.SliceData(res)), uint32(len(res)))
+	if n <= 0 {
+		return 0, 0, false
+	}
+	return uint32(n>>32) & 0x3fffffff, uint32(n), true
+}
+
 //go:wasmexport astrid_install
 func astridInstall() uint64 {
 	return pack(install())

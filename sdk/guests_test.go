@@ -78,6 +78,7 @@ var hostFunctions = map[string]sig{
 	"result_read":              ret(i32, i32),
 	"sys_elicit":               ret(i32, i32, i32, i32),
 	"sys_has_secret":           ret(i32, i32),
+	"hook_next":                ret(i32, i32),
 }
 
 // guestExports is the guest export table of docs/abi.md.
@@ -85,6 +86,7 @@ var guestExports = map[string]sig{
 	"_initialize":         {},
 	"astrid_buffer":       {params: []api.ValueType{i32}, results: []api.ValueType{i32}},
 	"astrid_hook_trigger": ret(i32, i32, i32, i32),
+	"astrid_hook_batch":   ret(i32, i32, i32, i32),
 	"astrid_install":      ret(),
 	"astrid_upgrade":      ret(i32, i32),
 	"run":                 {},

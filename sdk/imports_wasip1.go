@@ -76,3 +76,6 @@ func sysElicit(reqPtr unsafe.Pointer, reqLen uint32, outPtr unsafe.Pointer, outC
 
 //go:wasmimport astrid_v1 sys_has_secret
 func sysHasSecret(keyPtr unsafe.Pointer, keyLen uint32) int64
+
+//go:wasmimport astrid_v1 hook_next
+func hookNext(resultPtr unsafe.Pointer, resultLen uint32) int64

@@ -223,6 +223,25 @@ func trigger(action, payload []byte) []byte {
 	return resultBuf
 }
 
+// batch is the astrid_hook_batch loop: it handles the first message, then
+// hands each result to next, which reports whether the host took it and
+// wrote another message (action then payload, al and pl bytes) at the start
+// of the exchange buffer. The result of the last message is returned to the
+// host as the export's result.
+func batch(action, payload []byte, next func(res []byte) (al, pl uint32, ok bool)) []byte {
+	res := trigger(action, payload)
+	for {
+		al, pl, ok := next(res)
+		if !ok {
+			return res
+		}
+		if uint64(al)+uint64(pl) > uint64(len(exch)) {
+			panic("sdk: host passed a message larger than the exchange buffer")
+		}
+		res = trigger(exch[:al:al], exch[al:al+pl:al+pl])
+	}
+}
+
 // install runs the install hook and returns its HookResult framing.
 func install() []byte {
 	var err error

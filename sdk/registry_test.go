@@ -256,3 +256,53 @@ func panicMessage(f func()) (msg string) {
 	f()
 	return ""
 }
+
+// TestBatchLoop drives the astrid_hook_batch loop with a host that queues
+// three more messages: each result reaches the host before the next message
+// is written over the exchange buffer, and the last result is returned.
+func TestBatchLoop(t *testing.T) {
+	isolate(t)
+	Handle("echo", func(c *Call) Result { return Final(c.Payload()) })
+	Handle("deny", func(*Call) Result { return Deny("no") })
+	queue := []struct{ action, payload string }{{"deny", `{}`}, {"echo", `{"n":2}`}, {"echo", `{"n":3}`}}
+	var got []string
+	next := func(res []byte) (uint32, uint32, bool) {
+		if len(queue) == 0 {
+			return 0, 0, false
+		}
+		got = append(got, string(res))
+		m := queue[0]
+		queue = queue[1:]
+		b := exchangeBuffer(uint32(len(m.action) + len(m.payload)))
+		copy(b, m.action)
+		copy(b[len(m.action):], m.payload)
+		return uint32(len(m.action)), uint32(len(m.payload)), true
+	}
+	first := exchangeBuffer(64)
+	n := copy(first, "echo")
+	n2 := copy(first[n:], `{"n":0}`)
+	last := batch(first[:n], first[n:n+n2], next)
+	want := []string{"\x01{\"n\":0}", "\x02no", "\x01{\"n\":2}"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("results handed to the host = %q, want %q", got, want)
+	}
+	if string(last) != "\x01{\"n\":3}" {
+		t.Errorf("last result = %q, want the fourth message's", last)
+	}
+}
+
+// TestBatchRejectsOversizedMessage: a host claiming a message longer than
+// the exchange buffer is a host bug; the guest traps instead of reading
+// outside the buffer.
+func TestBatchRejectsOversizedMessage(t *testing.T) {
+	isolate(t)
+	Handle("echo", func(c *Call) Result { return Final(c.Payload()) })
+	b := exchangeBuffer(16)
+	copy(b, "echo{}")
+	defer func() {
+		if recover() == nil {
+			t.Error("batch accepted a message larger than the exchange buffer")
+		}
+	}()
+	batch(b[:4], b[4:6], func([]byte) (uint32, uint32, bool) { return 4, uint32(len(exch)), true })
+}

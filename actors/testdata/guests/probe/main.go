@@ -13,6 +13,10 @@
 //	      reply:  answer the requester itself with ipc_reply, then Continue
 //	hold  "true": hold every call (as "hold":true in the payload)
 //
+// A payload with "trap":true panics after announcing the call, whatever
+// the mode. The announcement also carries the invoking principal, as the
+// host's invocation context reports it.
+//
 // A held call announces itself, then waits (up to 10 s) for a message on
 // probe.v1.gate before it acts, so a test can keep the actor busy, or
 // order completions, without sleeping.
@@ -38,6 +42,7 @@ func probe(c *sdk.Call) sdk.Result {
 	var p struct {
 		Trail []string `json:"trail"`
 		Hold  bool     `json:"hold,omitempty"`
+		Trap  bool     `json:"trap,omitempty"`
 	}
 	if err := json.Unmarshal(c.Payload(), &p); err != nil {
 		return sdk.Fail(err)
@@ -52,7 +57,8 @@ func probe(c *sdk.Call) sdk.Result {
 			return sdk.Fail(err)
 		}
 	}
-	seen, _ := json.Marshal(map[string]any{"tag": tag, "action": c.Action(), "trail": p.Trail})
+	caller, _ := c.Caller()
+	seen, _ := json.Marshal(map[string]any{"tag": tag, "action": c.Action(), "trail": p.Trail, "principal": caller.Principal})
 	if err := sdk.Publish("probe.v1.seen", seen); err != nil {
 		return sdk.Fail(err)
 	}
@@ -62,6 +68,9 @@ func probe(c *sdk.Call) sdk.Result {
 		if err != nil {
 			return sdk.Fail(err)
 		}
+	}
+	if p.Trap {
+		panic("probe " + tag + " trapped on request")
 	}
 	p.Trail = append(p.Trail, tag)
 	out, _ := json.Marshal(p)
