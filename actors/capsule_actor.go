@@ -40,6 +40,8 @@ type CapsuleConfig struct {
 	// mailbox is the actor's intake (CapsuleProps), kept across
 	// protoactor restarts of the actor value so nothing queued is lost.
 	mailbox *Mailbox
+	// watch counts the actor's protoactor messages (CapsuleProps).
+	watch *mailboxWatch
 	// Unrouted actors do not bind their interceptors at start; the
 	// supervisor binds them when it switches traffic to them (hot upgrade).
 	Unrouted bool
@@ -112,6 +114,7 @@ type CapsuleActor struct {
 	batching   bool
 	budget     int
 	batched    uint64
+	idle       *time.Timer // bounds a wait for the next Invoke (batchFeed)
 	// successor is the next generation after a hot upgrade retired this
 	// one; Invokes that still reach this actor are forwarded to it.
 	successor *actor.PID
@@ -379,10 +382,18 @@ func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
 		var res capsule.Result
 		var err error
 		if attempt == 0 && a.batching {
-			// Messages queued behind this one may join the call; the
-			// outcome below is that of the last one it started.
+			// Messages queued behind this one may join the call; what
+			// follows concerns the one in progress when it ended, if any.
 			res, err = a.inst.InvokeBatch(m.Action, payload, (*batchFeed)(a))
 			m, payload = a.cur, a.curPayload
+			if m == nil {
+				// Every message was completed inside the call.
+				if err != nil {
+					a.failed(ctx, err, nil, false)
+					a.incarnate(ctx)
+				}
+				return
+			}
 		} else {
 			res, err = a.inst.Invoke(m.Action, payload)
 		}
@@ -462,64 +473,104 @@ func (a *CapsuleActor) refuseQueued() {
 }
 
 // batchFeed is the capsule.Batch of a drain: it lets a guest call go on
-// with the Invokes queued in the actor's mailbox. Its methods run on the
-// actor's goroutine, inside the guest call (the actor owns everything they
-// touch).
+// with the Invokes queued in the actor's mailbox, and wait inside the call
+// for the next one while the actor has nothing else to do. Its methods run
+// on the actor's goroutine, inside the guest call (the actor owns
+// everything they touch).
 type batchFeed CapsuleActor
 
 var _ capsule.Batch = (*batchFeed)(nil)
 
-// Pending implements capsule.Batch: the next queued Invoke may join the
-// call unless the drain's budget is spent, it does not fit the exchange
-// buffer, or it is a known poison message (those take the full path in
-// invoke). Nothing that invoke checks before a call (successor, pause,
-// quarantine, run loop) can change while the actor is inside one.
-func (f *batchFeed) Pending(room int) bool {
+// idleWait bounds how long a guest call waits for the next Invoke of an
+// idle capsule before it returns.
+const idleWait = time.Second
+
+// Next implements capsule.Batch: it completes the Invoke in progress
+// exactly as invoke does after a call, then starts the next queued one if
+// it may join the call: the drain's budget is not spent, it fits the
+// exchange buffer and it is not a known poison message (those take the
+// full path in invoke). Nothing else invoke checks before a call
+// (successor, pause, quarantine, run loop) can change while the actor is
+// inside one. With nothing queued it waits (up to idleWait) for an Invoke,
+// and ends the call as soon as the actor has any other message.
+func (f *batchFeed) Next(ctx context.Context, res capsule.Result, room int) (string, []byte, bool) {
 	a := (*CapsuleActor)(f)
-	if a.budget <= 0 || a.successor != nil || a.paused || a.quarantined != "" || a.cur == nil {
-		return false
+	a.completeCurrent(res)
+	for {
+		if a.budget <= 0 || ctx.Err() != nil {
+			return "", nil, false
+		}
+		if next := a.mb.peek(); next != nil {
+			payload := next.Msg.Payload
+			if next.chain != nil {
+				payload, _ = next.chain.payload(next.level)
+			}
+			if len(next.Action)+len(payload) > room ||
+				len(a.crashes) > 0 && a.crashes[fingerprint(next.Msg, payload)] >= a.cfg.Manifest.Supervision.PoisonThreshold {
+				return "", nil, false
+			}
+			a.mb.pop() // the one peeked: only this actor pops
+			a.budget--
+			a.batched++
+			next.mb.release(next.Msg.Principal)
+			a.cur, a.curPayload = next, payload
+			a.state.BeginInvocation(next.Msg)
+			return next.Action, payload, true
+		}
+		if !a.waitForInvoke(ctx) {
+			return "", nil, false
+		}
 	}
-	next := a.mb.peek()
-	if next == nil {
-		return false
-	}
-	payload := next.Msg.Payload
-	if next.chain != nil {
-		payload, _ = next.chain.payload(next.level)
-	}
-	if len(next.Action)+len(payload) > room {
-		return false
-	}
-	if len(a.crashes) > 0 && a.crashes[fingerprint(next.Msg, payload)] >= a.cfg.Manifest.Supervision.PoisonThreshold {
-		return false
-	}
-	return true
 }
 
-// Advance implements capsule.Batch: it completes the Invoke in progress
-// exactly as invoke does after a call, then takes the next one off the
-// mailbox and installs its invocation context.
-func (f *batchFeed) Advance(res capsule.Result) (string, []byte) {
-	a := (*CapsuleActor)(f)
+// completeCurrent completes the Invoke in progress with res, as invoke
+// does after a call.
+func (a *CapsuleActor) completeCurrent(res capsule.Result) {
 	st, m := a.state, a.cur
+	if m == nil {
+		return
+	}
 	replied := st.Replied()
 	st.EndInvocation()
+	a.cur, a.curPayload = nil, nil
 	if res.Kind == capsule.Errored {
 		a.log.Warn().Str("action", m.Action).Str("topic", m.Msg.Topic).Bytes("error", res.Data).Msg("handler error")
 	}
 	m.chain.complete(m.level, m.index, res, replied)
+}
 
-	next := a.mb.pop() // the one Pending looked at: only this actor pops
-	a.budget--
-	a.batched++
-	next.mb.release(next.Msg.Principal)
-	payload := next.Msg.Payload
-	if next.chain != nil {
-		payload, _ = next.chain.payload(next.level)
+// waitForInvoke waits, inside a guest call, until an Invoke is queued
+// (true), or the actor has another message, ctx ends or idleWait passes
+// (false).
+func (a *CapsuleActor) waitForInvoke(ctx context.Context) bool {
+	w := a.cfg.watch
+	if w == nil {
+		return false
 	}
-	a.cur, a.curPayload = next, payload
-	st.BeginInvocation(next.Msg)
-	return next.Action, payload
+	w.clearNote()
+	if w.others() {
+		return false
+	}
+	if !a.mb.park() {
+		return true
+	}
+	defer a.mb.unpark()
+	if a.idle == nil {
+		a.idle = time.NewTimer(idleWait)
+	} else {
+		a.idle.Reset(idleWait)
+	}
+	defer a.idle.Stop()
+	select {
+	case <-a.mb.signal:
+		return true
+	case <-w.note:
+		return false
+	case <-ctx.Done():
+		return false
+	case <-a.idle.C:
+		return false
+	}
 }
 
 // fingerprint identifies a message for poison detection: same topic,

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
 )
@@ -82,5 +83,55 @@ func CapsuleProps(cfg CapsuleConfig) *actor.Props {
 		m := cfg.Manifest
 		cfg.mailbox = NewMailbox(m.Limits.MailboxSize, m.Limits.Overflow)
 	}
-	return actor.PropsFromProducer(NewCapsuleActor(cfg), actor.WithDispatcher(d))
+	w := newMailboxWatch()
+	cfg.watch = w
+	return actor.PropsFromProducer(NewCapsuleActor(cfg), actor.WithDispatcher(d), actor.WithMailbox(actor.Unbounded(w)))
 }
+
+// mailboxWatch is protoactor mailbox middleware that counts a capsule
+// actor's messages, so that a guest call waiting for the next Invoke
+// (batchFeed) ends as soon as the actor has anything else to handle: a
+// stop, a restart, a status request.
+//
+// # Concurrency
+//
+// Goroutine-safe: senders post, the actor's goroutine receives and waits.
+type mailboxWatch struct {
+	posted, received atomic.Int64
+	// note gets a token on every post; a waiter drains it first.
+	note chan struct{}
+}
+
+var _ actor.MailboxMiddleware = (*mailboxWatch)(nil)
+
+func newMailboxWatch() *mailboxWatch { return &mailboxWatch{note: make(chan struct{}, 1)} }
+
+// MailboxStarted implements actor.MailboxMiddleware.
+func (w *mailboxWatch) MailboxStarted() {}
+
+// MessagePosted implements actor.MailboxMiddleware.
+func (w *mailboxWatch) MessagePosted(any) {
+	w.posted.Add(1)
+	select {
+	case w.note <- struct{}{}:
+	default:
+	}
+}
+
+// MessageReceived implements actor.MailboxMiddleware; protoactor calls it
+// after the actor handled the message.
+func (w *mailboxWatch) MessageReceived(any) { w.received.Add(1) }
+
+// MailboxEmpty implements actor.MailboxMiddleware.
+func (w *mailboxWatch) MailboxEmpty() {}
+
+// clearNote drops a token left by posts already accounted for.
+func (w *mailboxWatch) clearNote() {
+	select {
+	case <-w.note:
+	default:
+	}
+}
+
+// others reports whether messages besides the one being handled wait.
+func (w *mailboxWatch) others() bool { return w.posted.Load()-w.received.Load() > 1 }

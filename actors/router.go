@@ -102,6 +102,10 @@ type Mailbox struct {
 	woken bool
 	// wake is the drain message, allocated once.
 	wake *drain
+	// parked is set while the owning actor waits inside a guest call for
+	// the next Invoke (see batchFeed.Next); push then signals it.
+	parked bool
+	signal chan struct{}
 }
 
 // drain tells a capsule actor to take the Invokes queued in mb.
@@ -112,7 +116,7 @@ func NewMailbox(size int, policy string) *Mailbox {
 	if size < 1 {
 		size = 1
 	}
-	mb := &Mailbox{slots: make(chan struct{}, size), policy: policy}
+	mb := &Mailbox{slots: make(chan struct{}, size), policy: policy, signal: make(chan struct{}, 1)}
 	mb.wake = &drain{mb: mb}
 	return mb
 }
@@ -124,8 +128,37 @@ func (mb *Mailbox) push(inv *Invoke) bool {
 	mb.q = append(mb.q, inv)
 	wake := !mb.woken
 	mb.woken = true
+	if mb.parked {
+		select {
+		case mb.signal <- struct{}{}:
+		default:
+		}
+	}
 	mb.mu.Unlock()
 	return wake
+}
+
+// park marks the owning actor as waiting for the next Invoke, unless one
+// is already queued (then it returns false). The actor then waits on
+// mb.signal and calls unpark.
+func (mb *Mailbox) park() bool {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if mb.head < len(mb.q) {
+		return false
+	}
+	select {
+	case <-mb.signal: // a stale signal from an earlier wait
+	default:
+	}
+	mb.parked = true
+	return true
+}
+
+func (mb *Mailbox) unpark() {
+	mb.mu.Lock()
+	mb.parked = false
+	mb.mu.Unlock()
 }
 
 // peek returns the next queued Invoke without taking it, or nil.

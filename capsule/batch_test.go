@@ -1,6 +1,7 @@
 package capsule
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +10,7 @@ import (
 )
 
 // sliceFeed is a Batch over a fixed list of messages; it records the
-// results Advance received and the room Pending was offered.
+// results Next received and the room it was offered.
 type sliceFeed struct {
 	action  string
 	queue   []string
@@ -17,16 +18,15 @@ type sliceFeed struct {
 	rooms   []int
 }
 
-func (f *sliceFeed) Pending(room int) bool {
-	f.rooms = append(f.rooms, room)
-	return len(f.queue) > 0 && len(f.action)+len(f.queue[0]) <= room
-}
-
-func (f *sliceFeed) Advance(res Result) (string, []byte) {
+func (f *sliceFeed) Next(_ context.Context, res Result, room int) (string, []byte, bool) {
 	f.results = append(f.results, res)
+	f.rooms = append(f.rooms, room)
+	if len(f.queue) == 0 || len(f.action)+len(f.queue[0]) > room {
+		return "", nil, false
+	}
 	next := f.queue[0]
 	f.queue = f.queue[1:]
-	return f.action, []byte(next)
+	return f.action, []byte(next), true
 }
 
 func TestCapsuleInvokeBatch(t *testing.T) {
@@ -41,18 +41,18 @@ func TestCapsuleInvokeBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// n:0 and n:1 were handed over through hook_next, n:2 came back as the
-	// call's result; the message larger than the exchange buffer stopped
-	// the batch and is still queued for a call of its own.
+	// Every result went through hook_next; the message larger than the
+	// exchange buffer ended the batch and is still queued for a call of
+	// its own.
 	var got []string
 	for _, r := range feed.results {
 		got = append(got, r.Kind.String()+" "+string(r.Data))
 	}
-	if want := `final {"n":0}|final {"n":1}`; strings.Join(got, "|") != want {
+	if want := `final {"n":0}|final {"n":1}|final {"n":2}`; strings.Join(got, "|") != want {
 		t.Errorf("results handed over = %q, want %q", strings.Join(got, "|"), want)
 	}
-	if res.Kind != Final || string(res.Data) != `{"n":2}` {
-		t.Errorf("call result = %s %s, want the last message's", res.Kind, res.Data)
+	if res.Kind != Continue || res.Data != nil {
+		t.Errorf("call result = %s %s, want none (every result was handed over)", res.Kind, res.Data)
 	}
 	if len(feed.queue) != 2 || feed.queue[0] != big {
 		t.Errorf("still queued: %d messages, want the oversized one and the one after it", len(feed.queue))
@@ -64,9 +64,12 @@ func TestCapsuleInvokeBatch(t *testing.T) {
 	}
 	// The next call handles the oversized message (the buffer grows) and
 	// takes the rest.
-	res, err = in.InvokeBatch("echo", []byte(feed.queue[0]), &sliceFeed{action: "echo", queue: feed.queue[1:]})
-	if err != nil || res.Kind != Final || string(res.Data) != `{"n":4}` {
-		t.Fatalf("second batch: %s %s %v", res.Kind, res.Data, err)
+	second := &sliceFeed{action: "echo", queue: feed.queue[1:]}
+	if _, err = in.InvokeBatch("echo", []byte(feed.queue[0]), second); err != nil {
+		t.Fatal(err)
+	}
+	if len(second.results) != 2 || string(second.results[1].Data) != `{"n":4}` {
+		t.Fatalf("second batch results: %+v", second.results)
 	}
 }
 
@@ -79,7 +82,7 @@ func TestCapsuleInvokeBatchTrap(t *testing.T) {
 	_, err := in.InvokeBatch("handle", []byte(`{"n":0}`), feed)
 	wantTrap(t, err, FailTrap)
 	if len(feed.results) != 2 {
-		t.Errorf("%d results handed over before the trap, want 2", len(feed.results))
+		t.Errorf("%d results handed over before the trap, want 2 (n:0 and n:1)", len(feed.results))
 	}
 	if len(feed.queue) != 1 || feed.queue[0] != `{"n":3}` {
 		t.Errorf("still queued %q, want the message after the trap", feed.queue)

@@ -48,13 +48,17 @@ func astridHookBatch(actionPtr, actionLen, payloadPtr, payloadLen uint32) uint64
 }
 
 // hookNextHost hands res to the host's hook_next and decodes its answer:
-// > 0 is 1<<62 | action_len<<32 | payload_len of the next message.
-func hookNextHost(res []byte) (al, pl uint32, ok bool) {
+// > 0 is 1<<62 | action_len<<32 | payload_len of the next message, 0 means
+// the host took res and has nothing more, < 0 that it did not take res.
+func hookNextHost(res []byte) (al, pl uint32, taken, more bool) {
 	n := hookNext(unsafe.Pointer(unsafe.SliceData(res)), uint32(len(res)))
-	if n <= 0 {
-		return 0, 0, false
+	switch {
+	case n < 0:
+		return 0, 0, false, false
+	case n == 0:
+		return 0, 0, true, false
 	}
-	return uint32(n>>32) & 0x3fffffff, uint32(n), true
+	return uint32(n>>32) & 0x3fffffff, uint32(n), true, true
 }
 
 //go:wasmexport astrid_install

@@ -224,16 +224,20 @@ func trigger(action, payload []byte) []byte {
 }
 
 // batch is the astrid_hook_batch loop: it handles the first message, then
-// hands each result to next, which reports whether the host took it and
-// wrote another message (action then payload, al and pl bytes) at the start
-// of the exchange buffer. The result of the last message is returned to the
-// host as the export's result.
-func batch(action, payload []byte, next func(res []byte) (al, pl uint32, ok bool)) []byte {
+// hands each result to next. next reports taken=false when the host did not
+// take the result (an error: it is returned to the host as the export's
+// result), more=false when the host took it and the call is over, and
+// otherwise the lengths of the next message (action then payload, al and pl
+// bytes) that the host wrote at the start of the exchange buffer.
+func batch(action, payload []byte, next func(res []byte) (al, pl uint32, taken, more bool)) []byte {
 	res := trigger(action, payload)
 	for {
-		al, pl, ok := next(res)
-		if !ok {
+		al, pl, taken, more := next(res)
+		if !taken {
 			return res
+		}
+		if !more {
+			return nil
 		}
 		if uint64(al)+uint64(pl) > uint64(len(exch)) {
 			panic("sdk: host passed a message larger than the exchange buffer")

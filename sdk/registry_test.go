@@ -259,35 +259,41 @@ func panicMessage(f func()) (msg string) {
 
 // TestBatchLoop drives the astrid_hook_batch loop with a host that queues
 // three more messages: each result reaches the host before the next message
-// is written over the exchange buffer, and the last result is returned.
+// is written over the exchange buffer, including the last one, and a host
+// that refuses a result gets it back as the export's result.
 func TestBatchLoop(t *testing.T) {
 	isolate(t)
 	Handle("echo", func(c *Call) Result { return Final(c.Payload()) })
 	Handle("deny", func(*Call) Result { return Deny("no") })
 	queue := []struct{ action, payload string }{{"deny", `{}`}, {"echo", `{"n":2}`}, {"echo", `{"n":3}`}}
 	var got []string
-	next := func(res []byte) (uint32, uint32, bool) {
-		if len(queue) == 0 {
-			return 0, 0, false
-		}
+	next := func(res []byte) (uint32, uint32, bool, bool) {
 		got = append(got, string(res))
+		if len(queue) == 0 {
+			return 0, 0, true, false
+		}
 		m := queue[0]
 		queue = queue[1:]
 		b := exchangeBuffer(uint32(len(m.action) + len(m.payload)))
 		copy(b, m.action)
 		copy(b[len(m.action):], m.payload)
-		return uint32(len(m.action)), uint32(len(m.payload)), true
+		return uint32(len(m.action)), uint32(len(m.payload)), true, true
 	}
 	first := exchangeBuffer(64)
 	n := copy(first, "echo")
 	n2 := copy(first[n:], `{"n":0}`)
 	last := batch(first[:n], first[n:n+n2], next)
-	want := []string{"\x01{\"n\":0}", "\x02no", "\x01{\"n\":2}"}
+	want := []string{"\x01{\"n\":0}", "\x02no", "\x01{\"n\":2}", "\x01{\"n\":3}"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("results handed to the host = %q, want %q", got, want)
 	}
-	if string(last) != "\x01{\"n\":3}" {
-		t.Errorf("last result = %q, want the fourth message's", last)
+	if last != nil {
+		t.Errorf("the export returned %q after the host took every result, want nothing", last)
+	}
+	// A host that refuses the result (an error) gets it as the export's.
+	refused := batch([]byte("deny"), nil, func([]byte) (uint32, uint32, bool, bool) { return 0, 0, false, false })
+	if string(refused) != "\x02no" {
+		t.Errorf("result returned after hook_next failed = %q, want the handler's", refused)
 	}
 }
 
@@ -304,5 +310,5 @@ func TestBatchRejectsOversizedMessage(t *testing.T) {
 			t.Error("batch accepted a message larger than the exchange buffer")
 		}
 	}()
-	batch(b[:4], b[4:6], func([]byte) (uint32, uint32, bool) { return 4, uint32(len(exch)), true })
+	batch(b[:4], b[4:6], func([]byte) (uint32, uint32, bool, bool) { return 4, uint32(len(exch)), true, true })
 }
