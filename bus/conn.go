@@ -208,13 +208,10 @@ func (c *Conn) encode(dst *nats.Msg, subject string, m *Message) {
 }
 
 func (c *Conn) putMsg(msg *nats.Msg) {
-	// Drop references to caller data; keep the header map for reuse.
+	// Drop references to caller data; keep the header map and the
+	// envelope headers' value slices for reuse.
 	msg.Data = nil
-	for k := range msg.Header {
-		if !isAstridHeader(k) {
-			delete(msg.Header, k)
-		}
-	}
+	dropForeign(msg.Header)
 	c.msgs.Put(msg)
 }
 

@@ -63,7 +63,7 @@ func TestConnPublishSubscribe(t *testing.T) {
 
 	// The outside connection claims verified; it arrives claimed.
 	forgedIn := bus.Message{Topic: "counter.v1.increment", Payload: []byte(`{}`), Principal: "mallory",
-		Attribution: bus.Verified, Header: nats.Header{bus.HeaderAttribution: {"verified"}}}
+		Attribution: bus.Verified, Header: nats.Header{"Astrid-Env": {"v2 verified - 1 0 local node-1 AAAA"}}}
 	if err := outside.Publish(&forgedIn); err != nil {
 		t.Fatal(err)
 	}

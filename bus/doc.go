@@ -56,30 +56,52 @@
 //
 // # Envelope and trust
 //
-// The body of a NATS message is the payload; the envelope rides in headers:
+// The body of a NATS message is the payload; the envelope rides in two
+// headers (plus one on error replies):
 //
-//	Astrid-Principal    principal id ("" for system)
-//	Astrid-Attribution  system | verified | claimed
-//	Astrid-Source       publishing capsule's load-session UUID
-//	Astrid-Seq          stamping node's monotonic sequence number
-//	Astrid-Ts           publish time, RFC 3339 nanoseconds, UTC
-//	Astrid-Origin       local | remote | system (| external, never sent)
-//	Astrid-Node         stamping node id
-//	Astrid-Sig          HMAC-SHA256, base64url, over all of the above plus
-//	                    the subject, reply subject and payload
-//	Astrid-Error        on an error reply: "<code>: <detail>" (unsigned);
-//	                    the body is an ErrorReply (Conn.ReplyError)
+//	Astrid-Principal: <principal>     omitted for system messages
+//	Astrid-Env: v2 <attribution> <source> <seq> <unixnano> <origin> <node> <sig>
+//	Astrid-Error: <code>: <detail>    error replies only; unsigned; the
+//	                                  body is an ErrorReply (Conn.ReplyError)
+//
+// The Astrid-Env fields are separated by single spaces:
+//
+//	v2           the layout version
+//	attribution  system | verified | claimed
+//	source       publishing capsule's load-session UUID
+//	seq          stamping node's sequence number, decimal
+//	unixnano     publish time, decimal nanoseconds since the Unix epoch (UTC)
+//	origin       local | remote | system (| external, never sent)
+//	node         stamping node id
+//	sig          HMAC-SHA256 under the node key, base64url without padding
+//	             (43 characters)
+//
+// source, origin and node are tokens: "-" stands for an empty value, and
+// any byte outside printable ASCII, a space or '%' is written %XX
+// (upper-case hex), as is a value that is exactly "-" ("%2D"); ordinary
+// values (UUIDs, node ids, the origin words) travel as they are. The MAC
+// covers the version tag "astrid-envelope-v2", then, each prefixed with its
+// length as a uvarint: the NATS subject, the reply subject, the
+// Astrid-Principal value, the Astrid-Env value up to the space before sig,
+// and the payload. A stamped message reads with `nats sub` as, for
+// example:
+//
+//	Astrid-Principal: alice
+//	Astrid-Env: v2 verified 550e8400-e29b-41d4-a716-446655440000 42 1764892800123456789 local node-1 3q2-7w...
 //
 // A [Stamper] (node key and node id) strips every Astrid-* header a caller
 // supplied, in any letter case, and sets its own. [Decode] trusts a message
-// only if its Astrid-Sig verifies under the node key. Anything else comes
-// from an outside client: its principal is its Astrid-Principal header if
-// that is a valid principal id (1 to 64 of [a-zA-Z0-9_-]) and "default"
-// otherwise, its attribution is claimed, its origin "external", and its
-// Source, Seq and Node headers are ignored. Nodes that must trust each
-// other's stamps share the key. The signature binds the payload and both
-// subjects, so stamped headers cannot be replayed onto other content;
-// an identical message can still be re-sent verbatim.
+// only if its Astrid-Env header (exactly that name, exactly once, exactly
+// eight fields, version v2) carries a signature that verifies under the
+// node key and every field parses. Anything else comes from an outside
+// client: its principal is its Astrid-Principal header if that is a valid
+// principal id (1 to 64 of [a-zA-Z0-9_-]) and "default" otherwise, its
+// attribution is claimed, its origin "external", and the rest of its
+// Astrid-Env header is ignored. Nodes that must trust each other's stamps
+// share the key. The signature binds the payload and both subjects, so
+// stamped headers cannot be replayed onto other content; an identical
+// message can still be re-sent verbatim. [EnvelopeNode] reads the node
+// field without verifying it, for display only.
 //
 // # KV layout
 //

@@ -4,9 +4,11 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"hash"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,26 +19,15 @@ import (
 )
 
 // Header names of the kernel-stamped envelope. The body of a NATS message is
-// the JSON payload only; everything else rides in these headers.
+// the JSON payload only; the envelope rides in two headers (see the package
+// documentation for the exact format).
 const (
 	// HeaderPrincipal carries the principal id. From an outside client it
 	// is a claim; on a stamped message it is what the host decided.
 	HeaderPrincipal = "Astrid-Principal"
-	// HeaderAttribution is "system", "verified" or "claimed".
-	HeaderAttribution = "Astrid-Attribution"
-	// HeaderSource is the publishing capsule's load-session UUID.
-	HeaderSource = "Astrid-Source"
-	// HeaderSeq is the stamping node's monotonic sequence number (decimal).
-	HeaderSeq = "Astrid-Seq"
-	// HeaderTs is the publish time, RFC 3339 with nanoseconds, UTC.
-	HeaderTs = "Astrid-Ts"
-	// HeaderOrigin is "local", "remote", "system" or "external".
-	HeaderOrigin = "Astrid-Origin"
-	// HeaderNode is the id of the node that stamped the message.
-	HeaderNode = "Astrid-Node"
-	// HeaderSig is the HMAC-SHA256 of the envelope, base64url without
-	// padding.
-	HeaderSig = "Astrid-Sig"
+	// HeaderEnvelope carries the rest of a stamped envelope in one value:
+	// "v2 <attribution> <source> <seq> <unixnano> <origin> <node> <sig>".
+	HeaderEnvelope = "Astrid-Env"
 	// HeaderError marks a reply as a typed error: its value is
 	// "<code>: <detail>" and the body an ErrorReply (see Conn.ReplyError).
 	// It is not covered by the signature.
@@ -230,11 +221,17 @@ func macPoolFor(key []byte) *sync.Pool {
 	return p
 }
 
-// envelopeFields are the signed header values, exactly as they travel,
-// except seq and ts, which computeMAC takes separately.
-type envelopeFields struct {
-	subject, reply, principal, attribution, source, origin, node string
-}
+// envelopeVersion is the first field of the Astrid-Env header; macTag
+// opens the signed string, so that a v2 MAC can never be taken for the MAC
+// of another layout.
+const (
+	envelopeVersion = "v2"
+	macTag          = "astrid-envelope-v2"
+)
+
+// envelopeFieldCount is the number of space-separated fields of an
+// Astrid-Env value.
+const envelopeFieldCount = 8
 
 // appendField appends a length-prefixed string.
 func appendField[T string | []byte](b []byte, s T) []byte {
@@ -242,21 +239,17 @@ func appendField[T string | []byte](b []byte, s T) []byte {
 	return append(b, s...)
 }
 
-// computeMAC computes the envelope signature into st.sum. The MAC covers
-// the NATS subject and reply subject, every stamped field and the payload,
-// each length-prefixed, under a version tag. seq and ts are the header
-// values exactly as sent (bytes when stamping, strings when verifying).
-func computeMAC[T string | []byte](st *macState, f *envelopeFields, seq, ts T, payload []byte) []byte {
-	b := append(st.buf[:0], "astrid-envelope-v1"...)
-	b = appendField(b, f.subject)
-	b = appendField(b, f.reply)
-	b = appendField(b, f.principal)
-	b = appendField(b, f.attribution)
-	b = appendField(b, f.source)
-	b = appendField(b, seq)
-	b = appendField(b, ts)
-	b = appendField(b, f.origin)
-	b = appendField(b, f.node)
+// computeMAC computes the envelope signature into st.sum. The MAC covers,
+// each length-prefixed after a version tag: the NATS subject and reply
+// subject, the Astrid-Principal value, the Astrid-Env value up to (not
+// including) the space before the signature — every other stamped field,
+// exactly as sent — and the payload.
+func computeMAC[T string | []byte](st *macState, subject, reply, principal string, signed T, payload []byte) []byte {
+	b := append(st.buf[:0], macTag...)
+	b = appendField(b, subject)
+	b = appendField(b, reply)
+	b = appendField(b, principal)
+	b = appendField(b, signed)
 	b = binary.AppendUvarint(b, uint64(len(payload)))
 	st.buf = b
 	st.h.Reset()
@@ -267,6 +260,139 @@ func computeMAC[T string | []byte](st *macState, f *envelopeFields, seq, ts T, p
 
 // sigLen is the length of a base64url (unpadded) SHA-256 MAC.
 var sigLen = base64.RawURLEncoding.EncodedLen(sha256.Size)
+
+// plainTokenByte reports whether c may stand for itself in an envelope
+// token: printable ASCII other than space and '%'.
+func plainTokenByte(c byte) bool { return c > ' ' && c <= '~' && c != '%' }
+
+// appendToken appends s as one envelope token: "-" when s is empty;
+// otherwise s with every byte outside printable ASCII, space and '%'
+// written as %XX (upper-case hex), and a lone "-" written as "%2D". The
+// encoding is injective, never empty and never contains a space.
+func appendToken(b []byte, s string) []byte {
+	switch s {
+	case "":
+		return append(b, '-')
+	case "-":
+		return append(b, "%2D"...)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; plainTokenByte(c) {
+			b = append(b, c)
+		} else {
+			b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
+		}
+	}
+	return b
+}
+
+// parseToken is the inverse of appendToken. It allocates only for a token
+// with escapes.
+func parseToken(t string) (string, bool) {
+	if t == "-" {
+		return "", true
+	}
+	if t == "" {
+		return "", false
+	}
+	esc := false
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if c == '%' {
+			esc = true
+		} else if !plainTokenByte(c) {
+			return "", false
+		}
+	}
+	if !esc {
+		return t, true
+	}
+	out := make([]byte, 0, len(t))
+	for i := 0; i < len(t); i++ {
+		if t[i] != '%' {
+			out = append(out, t[i])
+			continue
+		}
+		if i+2 >= len(t) {
+			return "", false
+		}
+		hi, ok1 := unhex(t[i+1])
+		lo, ok2 := unhex(t[i+2])
+		if !ok1 || !ok2 {
+			return "", false
+		}
+		out = append(out, hi<<4|lo)
+		i += 2
+	}
+	return string(out), true
+}
+
+// parseDecimal parses 1 to 20 ASCII digits without allocating.
+func parseDecimal(s string) (uint64, bool) {
+	if len(s) == 0 || len(s) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+// envelope is an Astrid-Env value split into its fields, still encoded.
+// signed is the value up to the space before the signature.
+type envelope struct {
+	attribution, source, seq, ts, origin, node, sig string
+	signed                                          string
+}
+
+// splitEnvelope splits an Astrid-Env value into exactly
+// envelopeFieldCount non-empty fields separated by single spaces, the first
+// being envelopeVersion. It does not allocate.
+func splitEnvelope(v string) (e envelope, ok bool) {
+	var f [envelopeFieldCount]string
+	rest := v
+	for i := 0; i < envelopeFieldCount-1; i++ {
+		j := strings.IndexByte(rest, ' ')
+		if j <= 0 {
+			return e, false
+		}
+		f[i], rest = rest[:j], rest[j+1:]
+	}
+	if rest == "" || strings.IndexByte(rest, ' ') >= 0 || f[0] != envelopeVersion {
+		return e, false
+	}
+	f[7] = rest
+	return envelope{
+		attribution: f[1], source: f[2], seq: f[3], ts: f[4], origin: f[5], node: f[6], sig: f[7],
+		signed: v[:len(v)-len(rest)-1],
+	}, true
+}
+
+// EnvelopeNode returns the node id named by the Astrid-Env header of h
+// WITHOUT checking the signature: for display, logs and tests that ask
+// which node answered, never for a trust decision (use [Decode]). It is ""
+// when h has no well-formed envelope.
+func EnvelopeNode(h nats.Header) string {
+	v, ok := one(h, HeaderEnvelope)
+	if !ok {
+		return ""
+	}
+	e, ok := splitEnvelope(v)
+	if !ok {
+		return ""
+	}
+	node, _ := parseToken(e.node)
+	return node
+}
 
 // GenerateKey returns a fresh random node key of 32 bytes.
 func GenerateKey() ([]byte, error) {
@@ -287,10 +413,11 @@ func GenerateKey() ([]byte, error) {
 //
 // A Stamper is safe for concurrent use; the sequence is an atomic counter.
 type Stamper struct {
-	node string
-	key  []byte
-	pool *sync.Pool
-	seq  atomic.Uint64
+	node      string
+	nodeToken string // node as an envelope token
+	key       []byte
+	pool      *sync.Pool
+	seq       atomic.Uint64
 }
 
 // NewStamper returns a Stamper for the node id node, signing with key
@@ -300,7 +427,10 @@ func NewStamper(key []byte, node string) (*Stamper, error) {
 	if len(key) < MinKeyBytes {
 		return nil, ErrWeakKey
 	}
-	return &Stamper{node: node, key: append([]byte(nil), key...), pool: macPoolFor(key)}, nil
+	return &Stamper{
+		node: node, nodeToken: string(appendToken(nil, node)),
+		key: append([]byte(nil), key...), pool: macPoolFor(key),
+	}, nil
 }
 
 // Node returns the node id the Stamper stamps.
@@ -318,6 +448,8 @@ func (s *Stamper) Stamp(subject string, m *Message) *nats.Msg {
 // StampTo is Stamp into dst, reusing dst.Header's map and value slices.
 // The previous content of dst is replaced. Headers in m.Header are copied
 // except for the Astrid-* ones; their value slices are shared, not copied.
+// Into a reused dst whose headers are only the envelope's, it allocates
+// once (the Astrid-Env value).
 func (s *Stamper) StampTo(dst *nats.Msg, subject string, m *Message) {
 	m.Seq = s.seq.Add(1)
 	m.Time = time.Now().UTC()
@@ -325,39 +457,34 @@ func (s *Stamper) StampTo(dst *nats.Msg, subject string, m *Message) {
 	if m.Origin == "" {
 		m.Origin = OriginSystem
 	}
-	attr := m.Attribution.String()
 
-	// seq, ts and signature share one allocation.
-	var scratch [128]byte
-	b := strconv.AppendUint(scratch[:0], m.Seq, 10)
-	seqEnd := len(b)
-	b = m.Time.AppendFormat(b, time.RFC3339Nano)
-	tsEnd := len(b)
+	// The whole Astrid-Env value is built on the stack, then copied into
+	// one string.
+	var scratch [256]byte
+	b := append(scratch[:0], envelopeVersion...)
+	b = append(b, ' ')
+	b = append(b, m.Attribution.String()...)
+	b = append(b, ' ')
+	b = appendToken(b, m.Source)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, m.Seq, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, m.Time.UnixNano(), 10)
+	b = append(b, ' ')
+	b = appendToken(b, m.Origin)
+	b = append(b, ' ')
+	b = append(b, s.nodeToken...)
 
 	st := s.pool.Get().(*macState)
-	f := envelopeFields{
-		subject: subject, reply: m.Reply, principal: m.Principal, attribution: attr,
-		source: m.Source, origin: m.Origin, node: m.Node,
-	}
-	sum := computeMAC(st, &f, b[:seqEnd], b[seqEnd:tsEnd], m.Payload)
+	sum := computeMAC(st, subject, m.Reply, m.Principal, b, m.Payload)
+	b = append(b, ' ')
 	b = base64.RawURLEncoding.AppendEncode(b, sum)
 	s.pool.Put(st)
-	dyn := string(b)
 
 	h := resetHeader(dst, len(m.Header))
-	for k, vs := range m.Header {
-		if !isAstridHeader(k) {
-			h[k] = vs
-		}
-	}
+	copyForeign(h, m.Header)
 	setHeader(h, HeaderPrincipal, m.Principal)
-	setHeader(h, HeaderAttribution, attr)
-	setHeader(h, HeaderSource, m.Source)
-	setHeader(h, HeaderSeq, dyn[:seqEnd])
-	setHeader(h, HeaderTs, dyn[seqEnd:tsEnd])
-	setHeader(h, HeaderOrigin, m.Origin)
-	setHeader(h, HeaderNode, m.Node)
-	setHeader(h, HeaderSig, dyn[tsEnd:])
+	setHeader(h, HeaderEnvelope, string(b))
 	dst.Subject = subject
 	dst.Reply = m.Reply
 	dst.Data = m.Payload
@@ -369,35 +496,55 @@ func (s *Stamper) StampTo(dst *nats.Msg, subject string, m *Message) {
 // dst.Header's map is reused.
 func EncodeClaimed(dst *nats.Msg, subject string, m *Message) {
 	h := resetHeader(dst, len(m.Header))
-	for k, vs := range m.Header {
-		if !isAstridHeader(k) {
-			h[k] = vs
-		}
-	}
+	copyForeign(h, m.Header)
+	delete(h, HeaderEnvelope)
 	setHeader(h, HeaderPrincipal, m.Principal)
 	dst.Subject = subject
 	dst.Reply = m.Reply
 	dst.Data = m.Payload
 }
 
-// resetHeader prepares dst.Header for reuse: foreign keys are removed and
-// Astrid-* keys keep their value slices for setHeader to overwrite.
+// copyForeign copies the non-Astrid headers of src into h.
+func copyForeign(h, src nats.Header) {
+	for k, vs := range src {
+		if !isAstridHeader(k) {
+			h[k] = vs
+		}
+	}
+}
+
+// resetHeader prepares dst.Header for reuse: every key but the two
+// envelope headers is removed; those keep their value slices for
+// setHeader to overwrite. When the map holds only envelope headers (the
+// common case for a pooled message) it is not iterated.
 func resetHeader(dst *nats.Msg, extra int) nats.Header {
 	h := dst.Header
 	if h == nil {
-		h = make(nats.Header, 8+extra)
+		h = make(nats.Header, 2+extra)
 		dst.Header = h
 		return h
 	}
+	dropForeign(h)
+	return h
+}
+
+// dropForeign removes every key of h except the two envelope headers.
+func dropForeign(h nats.Header) {
+	ours := 0
+	if _, ok := h[HeaderPrincipal]; ok {
+		ours++
+	}
+	if _, ok := h[HeaderEnvelope]; ok {
+		ours++
+	}
+	if len(h) == ours {
+		return
+	}
 	for k := range h {
-		switch k {
-		case HeaderPrincipal, HeaderAttribution, HeaderSource, HeaderSeq,
-			HeaderTs, HeaderOrigin, HeaderNode, HeaderSig:
-		default:
+		if k != HeaderPrincipal && k != HeaderEnvelope {
 			delete(h, k)
 		}
 	}
-	return h
 }
 
 // setHeader sets k to the single value v, reusing the value slice; an
@@ -419,14 +566,10 @@ func setHeader(h nats.Header, k, v string) {
 // or repeated.
 func one(h nats.Header, k string) (v string, ok bool) {
 	vs := h[k]
-	switch len(vs) {
-	case 0:
-		return "", true
-	case 1:
-		return vs[0], true
-	default:
+	if len(vs) != 1 {
 		return "", false
 	}
+	return vs[0], true
 }
 
 // claimedPrincipal returns the Astrid-Principal header of an outside
@@ -471,12 +614,13 @@ func foreignHeaders(h nats.Header) nats.Header {
 }
 
 // Decode turns a received NATS message into a Message, applying the trust
-// rule: if the Astrid-Sig header verifies under key, the stamped envelope
-// is trusted as is. Otherwise the message comes from an outside client:
-// its principal is the Astrid-Principal header when that is a valid
-// principal id and DefaultPrincipal otherwise, its attribution is Claimed,
-// its origin OriginExternal, its time the receive time, and its Source,
-// Seq and Node headers are ignored. With an empty key nothing verifies.
+// rule: if the signature in the Astrid-Env header verifies under key, the
+// stamped envelope is trusted as is. Otherwise the message comes from an
+// outside client: its principal is the Astrid-Principal header when that
+// is a valid principal id and DefaultPrincipal otherwise, its attribution
+// is Claimed, its origin OriginExternal, its time the receive time, and
+// the rest of its Astrid-Env header is ignored. With an empty key nothing
+// verifies.
 //
 // Payload and Header alias m. Decode does not allocate for a stamped
 // message without foreign headers. It is safe for concurrent use.
@@ -505,58 +649,49 @@ func Decode(m *nats.Msg, subjects Subjects, key []byte) Message {
 // verifyInto checks the signature of a stamped message and, if it holds
 // and every field parses, fills the envelope fields of out.
 func verifyInto(out *Message, m *nats.Msg, h nats.Header, key []byte) bool {
-	sig, ok := one(h, HeaderSig)
-	if !ok || len(sig) != sigLen {
-		return false
-	}
-	var f envelopeFields
-	var seqS, tsS string
-	var ok1, ok2, ok3, ok4, ok5, ok6, ok7 bool
-	f.principal, ok1 = one(h, HeaderPrincipal)
-	f.attribution, ok2 = one(h, HeaderAttribution)
-	f.source, ok3 = one(h, HeaderSource)
-	seqS, ok4 = one(h, HeaderSeq)
-	tsS, ok5 = one(h, HeaderTs)
-	f.origin, ok6 = one(h, HeaderOrigin)
-	f.node, ok7 = one(h, HeaderNode)
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) {
-		return false
-	}
-	f.subject = m.Subject
-	f.reply = m.Reply
-
-	pool := macPoolFor(key)
-	st := pool.Get().(*macState)
-	sum := computeMAC(st, &f, seqS, tsS, m.Data)
-	var enc [64]byte
-	base64.RawURLEncoding.Encode(enc[:sigLen], sum)
-	pool.Put(st)
-	var diff byte
-	for i := 0; i < sigLen; i++ {
-		diff |= enc[i] ^ sig[i]
-	}
-	if diff != 0 {
-		return false
-	}
-
-	attr, ok := parseAttribution(f.attribution)
+	v, ok := one(h, HeaderEnvelope)
 	if !ok {
 		return false
 	}
-	seq, err := strconv.ParseUint(seqS, 10, 64)
-	if err != nil {
+	e, ok := splitEnvelope(v)
+	if !ok || len(e.sig) != sigLen {
 		return false
 	}
-	ts, err := time.Parse(time.RFC3339Nano, tsS)
-	if err != nil {
+	principal := ""
+	if vs := h[HeaderPrincipal]; len(vs) > 1 {
+		return false
+	} else if len(vs) == 1 {
+		principal = vs[0]
+	}
+
+	pool := macPoolFor(key)
+	st := pool.Get().(*macState)
+	sum := computeMAC(st, m.Subject, m.Reply, principal, e.signed, m.Data)
+	var enc [64]byte
+	base64.RawURLEncoding.Encode(enc[:sigLen], sum)
+	pool.Put(st)
+	if subtle.ConstantTimeCompare(enc[:sigLen], []byte(e.sig)) != 1 {
 		return false
 	}
-	out.Principal = f.principal
+
+	attr, ok := parseAttribution(e.attribution)
+	if !ok {
+		return false
+	}
+	seq, ok1 := parseDecimal(e.seq)
+	ns, ok2 := parseDecimal(e.ts)
+	source, ok3 := parseToken(e.source)
+	origin, ok4 := parseToken(e.origin)
+	node, ok5 := parseToken(e.node)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5) || ns > math.MaxInt64 {
+		return false
+	}
+	out.Principal = principal
 	out.Attribution = attr
-	out.Source = f.source
+	out.Source = source
 	out.Seq = seq
-	out.Time = ts
-	out.Origin = f.origin
-	out.Node = f.node
+	out.Time = time.Unix(0, int64(ns)).UTC()
+	out.Origin = origin
+	out.Node = node
 	return true
 }

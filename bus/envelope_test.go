@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -137,23 +138,24 @@ func TestStampStripsCallerHeaders(t *testing.T) {
 		Header: nats.Header{
 			"Astrid-Attribution": {"system"},
 			"astrid-principal":   {"root"},
-			"ASTRID-SIG":         {"forged"},
-			"Astrid-Source":      {"someone-else"},
+			"ASTRID-ENV":         {"forged"},
+			"Astrid-Env":         {"v2 system - 1 0 system node-1 forged"},
+			"Astrid-Error":       {"denied"},
 			"X-Keep":             {"yes"},
 		},
 	}
 	msg := st.Stamp("a.b", &in)
+	want := map[string]bool{bus.HeaderPrincipal: true, bus.HeaderEnvelope: true, "X-Keep": true}
 	for k := range msg.Header {
-		if strings.EqualFold(k, "astrid-principal") && k != bus.HeaderPrincipal ||
-			strings.EqualFold(k, "astrid-sig") && k != bus.HeaderSig {
+		if !want[k] {
 			t.Errorf("caller header %q survived", k)
 		}
 	}
-	if got := msg.Header[bus.HeaderAttribution]; len(got) != 1 || got[0] != "claimed" {
-		t.Errorf("attribution header = %v", got)
+	if len(msg.Header) != len(want) {
+		t.Errorf("headers = %v, want exactly %v", msg.Header, want)
 	}
-	if got := msg.Header[bus.HeaderSource]; got != nil {
-		t.Errorf("source header = %v, want none", got)
+	if got := msg.Header[bus.HeaderEnvelope]; len(got) != 1 || !strings.HasPrefix(got[0], "v2 claimed - ") {
+		t.Errorf("envelope header = %v", got)
 	}
 	if got := msg.Header.Get("X-Keep"); got != "yes" {
 		t.Errorf("X-Keep = %q", got)
@@ -163,8 +165,10 @@ func TestStampStripsCallerHeaders(t *testing.T) {
 		t.Errorf("decoded %+v", d)
 	}
 
-	// EncodeClaimed strips the same way and keeps only the principal claim.
-	var out nats.Msg
+	// EncodeClaimed strips the same way and keeps only the principal claim,
+	// also into a message that carried a stamp before.
+	out := *msg
+	out.Header = cloneHeader(msg.Header)
 	bus.EncodeClaimed(&out, "a.b", &in)
 	if len(out.Header) != 2 || out.Header.Get(bus.HeaderPrincipal) != "alice" || out.Header.Get("X-Keep") != "yes" {
 		t.Errorf("EncodeClaimed headers = %v", out.Header)
@@ -184,11 +188,102 @@ func TestStampToReuse(t *testing.T) {
 	if _, ok := msg.Header[bus.HeaderPrincipal]; ok {
 		t.Error("principal of the previous message survived reuse")
 	}
-	if _, ok := msg.Header[bus.HeaderSource]; ok {
-		t.Error("source of the previous message survived reuse")
-	}
-	if d := bus.Decode(&msg, bus.Subjects{}, testKey); d.Attribution != bus.System || d.Topic != "c.d" || d.Seq != second.Seq {
+	d := bus.Decode(&msg, bus.Subjects{}, testKey)
+	if d.Attribution != bus.System || d.Topic != "c.d" || d.Seq != second.Seq || d.Source != "" || d.Principal != "" {
 		t.Errorf("decoded %+v", d)
+	}
+}
+
+// TestEnvelopeWireFormat pins the exact header layout: Astrid-Principal,
+// and Astrid-Env = "v2 <attribution> <source|-> <seq> <unixnano> <origin>
+// <node> <sig>".
+func TestEnvelopeWireFormat(t *testing.T) {
+	st := newStamper(t)
+	m := bus.Message{Topic: "a.b", Payload: []byte(`{}`), Principal: "alice", Attribution: bus.Verified,
+		Source: "550e8400-e29b-41d4-a716-446655440000", Origin: bus.OriginLocal}
+	msg := st.Stamp("astrid.a.b", &m)
+	if len(msg.Header) != 2 || msg.Header.Get(bus.HeaderPrincipal) != "alice" {
+		t.Fatalf("headers = %v", msg.Header)
+	}
+	env := msg.Header.Get(bus.HeaderEnvelope)
+	f := strings.Split(env, " ")
+	if len(f) != 8 {
+		t.Fatalf("Astrid-Env %q has %d fields, want 8", env, len(f))
+	}
+	want := []string{"v2", "verified", m.Source, strconv.FormatUint(m.Seq, 10),
+		strconv.FormatInt(m.Time.UnixNano(), 10), "local", "node-1"}
+	for i, w := range want {
+		if f[i] != w {
+			t.Errorf("field %d = %q, want %q (%s)", i, f[i], w, env)
+		}
+	}
+	if len(f[7]) != 43 || strings.ContainsAny(f[7], "+/=") {
+		t.Errorf("signature %q is not 43 characters of unpadded base64url", f[7])
+	}
+
+	// A system message has no principal header and "-" for no source.
+	sys := bus.Message{Topic: "a.b", Attribution: bus.System}
+	msg = st.Stamp("a.b", &sys)
+	if _, ok := msg.Header[bus.HeaderPrincipal]; ok || len(msg.Header) != 1 {
+		t.Errorf("system headers = %v", msg.Header)
+	}
+	if f := strings.Split(msg.Header.Get(bus.HeaderEnvelope), " "); len(f) != 8 || f[1] != "system" || f[2] != "-" || f[5] != "system" {
+		t.Errorf("system envelope = %q", msg.Header.Get(bus.HeaderEnvelope))
+	}
+}
+
+// TestEnvelopeTokens: field values that are not plain tokens (empty,
+// spaces, '%', a lone "-", non-ASCII) round-trip, on the wire format's
+// escaping, through Stamp and Decode.
+func TestEnvelopeTokens(t *testing.T) {
+	for _, tt := range []struct{ node, source, origin string }{
+		{"node-1", "", "local"},
+		{"n 1", "sess 1", "re mote"},
+		{"-", "-", "%"},
+		{"n%2D", "%41", "\u00e9\t\r\n"},
+		{"", "\x00\xff", " x "},
+	} {
+		st, err := bus.NewStamper(testKey, tt.node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := bus.Message{Topic: "a.b", Payload: []byte(`1`), Principal: "p", Attribution: bus.Verified,
+			Source: tt.source, Origin: tt.origin}
+		msg := st.Stamp("a.b", &m)
+		env := msg.Header.Get(bus.HeaderEnvelope)
+		if n := len(strings.Split(env, " ")); n != 8 || strings.ContainsAny(env, "\r\n\t\x00") {
+			t.Errorf("%+v: envelope %q has %d fields or control bytes", tt, env, n)
+		}
+		d := bus.Decode(msg, bus.Subjects{}, testKey)
+		if d.Attribution != bus.Verified || d.Node != tt.node || d.Source != tt.source || d.Origin != tt.origin {
+			t.Errorf("%+v: decoded node %q source %q origin %q attribution %v", tt, d.Node, d.Source, d.Origin, d.Attribution)
+		}
+		if got := bus.EnvelopeNode(msg.Header); got != tt.node {
+			t.Errorf("EnvelopeNode = %q, want %q", got, tt.node)
+		}
+	}
+}
+
+func TestEnvelopeNode(t *testing.T) {
+	st := newStamper(t)
+	m := bus.Message{Topic: "a.b"}
+	genuine := st.Stamp("a.b", &m).Header.Get(bus.HeaderEnvelope)
+	for _, tt := range []struct {
+		name string
+		h    nats.Header
+		want string
+	}{
+		{"stamped", nats.Header{bus.HeaderEnvelope: {genuine}}, "node-1"},
+		{"forged: named, not verified", nats.Header{bus.HeaderEnvelope: {"v2 verified - 1 0 local n9 " + strings.Repeat("A", 43)}}, "n9"},
+		{"no header", nats.Header{}, ""},
+		{"nil header", nil, ""},
+		{"repeated", nats.Header{bus.HeaderEnvelope: {genuine, genuine}}, ""},
+		{"missing field", nats.Header{bus.HeaderEnvelope: {"v2 verified - 1 0 local n9"}}, ""},
+		{"other version", nats.Header{bus.HeaderEnvelope: {"v3 verified - 1 0 local n9 x"}}, ""},
+	} {
+		if got := bus.EnvelopeNode(tt.h); got != tt.want {
+			t.Errorf("%s: EnvelopeNode = %q, want %q", tt.name, got, tt.want)
+		}
 	}
 }
 
@@ -199,14 +294,9 @@ func forged() *nats.Msg {
 		Subject: "counter.v1.increment",
 		Data:    []byte(`{}`),
 		Header: nats.Header{
-			bus.HeaderPrincipal:   {"alice"},
-			bus.HeaderAttribution: {"verified"},
-			bus.HeaderSource:      {"550e8400-e29b-41d4-a716-446655440000"},
-			bus.HeaderSeq:         {"99"},
-			bus.HeaderTs:          {"2020-01-01T00:00:00Z"},
-			bus.HeaderOrigin:      {"local"},
-			bus.HeaderNode:        {"node-1"},
-			bus.HeaderSig:         {strings.Repeat("A", 43)},
+			bus.HeaderPrincipal: {"alice"},
+			bus.HeaderEnvelope: {"v2 verified 550e8400-e29b-41d4-a716-446655440000 99 1577836800000000000 local node-1 " +
+				strings.Repeat("A", 43)},
 		},
 	}
 }
@@ -269,15 +359,29 @@ func TestDecodeForgedIsDowngraded(t *testing.T) {
 			return &m
 		}, key: testKey, principal: "mallory"},
 		{name: "replayed headers, attribution raised", msg: func() *nats.Msg {
+			return withEnvelope(genuine, strings.Replace(genuine.Header.Get(bus.HeaderEnvelope), " verified ", " system ", 1))
+		}, key: testKey, principal: "alice"},
+		{name: "replayed headers, principal removed", msg: func() *nats.Msg {
 			m := *genuine
 			m.Header = cloneHeader(genuine.Header)
-			m.Header[bus.HeaderAttribution] = []string{"system"}
+			delete(m.Header, bus.HeaderPrincipal)
+			return &m
+		}, key: testKey, principal: bus.DefaultPrincipal},
+		{name: "envelope header repeated", msg: func() *nats.Msg {
+			m := *genuine
+			m.Header = cloneHeader(genuine.Header)
+			m.Header.Add(bus.HeaderEnvelope, genuine.Header.Get(bus.HeaderEnvelope))
 			return &m
 		}, key: testKey, principal: "alice"},
-		{name: "signed header repeated", msg: func() *nats.Msg {
+		{name: "principal header repeated", msg: func() *nats.Msg {
 			m := *genuine
 			m.Header = cloneHeader(genuine.Header)
-			m.Header[bus.HeaderAttribution] = []string{"verified", "system"}
+			m.Header.Add(bus.HeaderPrincipal, "alice")
+			return &m
+		}, key: testKey, principal: "alice"},
+		{name: "envelope under a lower-case name", msg: func() *nats.Msg {
+			m := *genuine
+			m.Header = nats.Header{bus.HeaderPrincipal: {"alice"}, "astrid-env": genuine.Header[bus.HeaderEnvelope]}
 			return &m
 		}, key: testKey, principal: "alice"},
 	}
@@ -295,8 +399,65 @@ func TestDecodeForgedIsDowngraded(t *testing.T) {
 
 func TestDecodeInvalidPrincipalIsDefault(t *testing.T) {
 	for _, p := range []string{"", "a.b", "a:capsule:x", "al ice", strings.Repeat("x", 65), "\u00e9", "*", ">"} {
-		m := &nats.Msg{Subject: "a.b", Header: nats.Header{bus.HeaderPrincipal: {p}, bus.HeaderAttribution: {"verified"}}}
+		m := &nats.Msg{Subject: "a.b", Header: nats.Header{bus.HeaderPrincipal: {p}, bus.HeaderEnvelope: forged().Header[bus.HeaderEnvelope]}}
 		assertOutside(t, bus.Decode(m, bus.Subjects{}, testKey), bus.DefaultPrincipal)
+	}
+}
+
+// withEnvelope returns a copy of m whose Astrid-Env value is env.
+func withEnvelope(m *nats.Msg, env string) *nats.Msg {
+	out := *m
+	out.Header = cloneHeader(m.Header)
+	out.Header.Set(bus.HeaderEnvelope, env)
+	return &out
+}
+
+// TestDecodeMalformedEnvelope: a stamped message whose Astrid-Env value
+// has extra or missing fields, another layout or a bad signature decodes
+// as an outside message, whatever the rest of it claims.
+func TestDecodeMalformedEnvelope(t *testing.T) {
+	st := newStamper(t)
+	orig := bus.Message{Topic: "a.b", Payload: []byte(`{"a":1}`), Principal: "alice",
+		Attribution: bus.Verified, Origin: bus.OriginLocal, Source: "sess"}
+	genuine := st.Stamp("a.b", &orig)
+	env := genuine.Header.Get(bus.HeaderEnvelope)
+	f := strings.Split(env, " ")
+	join := func(fields ...string) string { return strings.Join(fields, " ") }
+	other := bus.Message{Topic: "a.b", Payload: []byte(`{"a":2}`), Principal: "alice", Attribution: bus.Verified}
+	otherSig := strings.Split(st.Stamp("a.b", &other).Header.Get(bus.HeaderEnvelope), " ")[7]
+	flipped := []byte(f[7])
+	flipped[10] ^= 1
+	for _, tt := range []struct{ name, env string }{
+		{"extra field at the end", env + " x"},
+		{"extra field in the middle", join(append(f[:3:3], append([]string{"x"}, f[3:]...)...)...)},
+		{"missing source", join(append(f[:2:2], f[3:]...)...)},
+		{"missing signature", join(f[:7]...)},
+		{"empty", ""},
+		{"only the version", "v2"},
+		{"double space", strings.Replace(env, " ", "  ", 1)},
+		{"trailing space", env + " "},
+		{"leading space", " " + env},
+		{"tab separated", strings.ReplaceAll(env, " ", "\t")},
+		{"version v1", join(append([]string{"v1"}, f[1:]...)...)},
+		{"version v3", join(append([]string{"v3"}, f[1:]...)...)},
+		{"signature truncated", env[:len(env)-1]},
+		{"signature one bit off", join(append(f[:7:7], string(flipped))...)},
+		{"signature of another message", join(append(f[:7:7], otherSig)...)},
+		{"signature with padding", env + "="},
+		{"seq changed", join(append(append(f[:3:3], "12345"), f[4:]...)...)},
+		{"time changed", join(append(append(f[:4:4], "0"), f[5:]...)...)},
+		{"source escaped differently", join(append(append(f[:2:2], "%73ess"), f[3:]...)...)},
+		{"node changed", join(append(append(f[:6:6], "node-2"), f[7:]...)...)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.env == env {
+				t.Fatal("test case does not change the envelope")
+			}
+			assertOutside(t, bus.Decode(withEnvelope(genuine, tt.env), bus.Subjects{}, testKey), "alice")
+		})
+	}
+	if d := bus.Decode(genuine, bus.Subjects{}, testKey); d.Attribution != bus.Verified || d.Source != "sess" {
+		t.Fatalf("genuine message decoded as %+v", d)
 	}
 }
 

@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/astrid-go/astrid/bus"
@@ -60,7 +61,8 @@ func ExampleDecode() {
 
 	// An outside client claiming "verified" is downgraded.
 	forged := &nats.Msg{Subject: "counter.v1.increment", Header: nats.Header{
-		"Astrid-Principal": {"bob"}, "Astrid-Attribution": {"verified"},
+		"Astrid-Principal": {"bob"},
+		"Astrid-Env":       {"v2 verified - 1 1764892800000000000 local node-1 " + strings.Repeat("A", 43)},
 	}}
 	d = bus.Decode(forged, bus.Subjects{}, key)
 	fmt.Println(d.Principal, d.Attribution, d.Origin)

@@ -3,7 +3,6 @@ package hoststate
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"sync"
@@ -69,9 +68,13 @@ type Binding struct {
 // Transport is what State needs from the message bus. The actors package
 // implements it over a *bus.Conn.
 type Transport interface {
-	// Publish sends m; the transport stamps and signs the envelope.
+	// Publish sends m; the transport stamps and signs the envelope. It
+	// must not retain m or m.Payload after it returns: State reuses m for
+	// the next message, and m.Payload may be a view of guest memory that
+	// the guest overwrites as soon as the host call returns.
 	Publish(m *bus.Message) error
-	// Reply answers the request whose reply subject is subject.
+	// Reply answers the request whose reply subject is subject. It must
+	// not retain m or m.Payload after it returns, as for Publish.
 	Reply(subject string, m *bus.Message) error
 	// Subscribe delivers every message whose topic matches pattern (route
 	// grammar: a trailing * is a subtree) to deliver until the returned
@@ -151,7 +154,7 @@ type State struct {
 	capsuleID string
 	version   string
 	owner     string
-	session   string // per-load session UUID, stamped as Astrid-Source
+	session   string // per-load session UUID, stamped as the envelope source
 	ownerNS   string
 
 	env        map[string]string
@@ -181,6 +184,14 @@ type State struct {
 	invoking bool
 
 	limiter *RateLimiter
+
+	// out is the message Publish and Reply hand to the transport, reused
+	// so that a publish does not allocate one.
+	out bus.Message
+	// lastAllowed is the last topic the [publish] ACL allowed (the ACL
+	// never changes), so a capsule publishing on one topic in a loop
+	// matches the ACL once.
+	lastAllowed string
 
 	transport Transport
 	kv        KVStore
@@ -412,7 +423,7 @@ func checkPayload(payload []byte) error {
 	if len(payload) > MaxPayloadBytes {
 		return errf(CodeTooLarge, "payload is %d bytes; the limit is %d", len(payload), MaxPayloadBytes)
 	}
-	if !json.Valid(payload) {
+	if !validJSON(payload) {
 		return errf(CodeInvalidInput, "payload is not valid JSON")
 	}
 	return nil
@@ -448,10 +459,13 @@ func (s *State) Publish(topic string, payload []byte) error {
 	if err := bus.ValidateTopic(topic); err != nil {
 		return topicError(err)
 	}
-	if !s.mayPublish(topic) {
-		return errf(CodeCapabilityDenied, "topic %q is not in the [publish] table", topic)
+	if topic != s.lastAllowed {
+		if !s.mayPublish(topic) {
+			return errf(CodeCapabilityDenied, "topic %q is not in the [publish] table", topic)
+		}
+		s.lastAllowed = topic
 	}
-	if !json.Valid(payload) {
+	if !validJSON(payload) {
 		return errf(CodeInvalidInput, "payload is not valid JSON")
 	}
 	principal := s.EffectivePrincipal()
@@ -461,7 +475,9 @@ func (s *State) Publish(topic string, payload []byte) error {
 		return errf(CodeRateLimited, "IPC budget of %d bytes/s exhausted for principal %s", limit, principal)
 	}
 	m := s.outgoing(topic, payload)
-	if err := s.transport.Publish(m); err != nil {
+	err := s.transport.Publish(m)
+	m.Payload = nil // do not keep the guest's payload alive until the next publish
+	if err != nil {
 		return errf(CodeInternal, "publish failed")
 	}
 	return nil
@@ -484,19 +500,23 @@ func (s *State) Reply(payload []byte) error {
 		return errf(CodeRateLimited, "IPC budget exhausted for principal %s", principal)
 	}
 	m := s.outgoing(s.caller.Topic, payload)
-	if err := s.transport.Reply(s.caller.Reply, m); err != nil {
+	err := s.transport.Reply(s.caller.Reply, m)
+	m.Payload = nil
+	if err != nil {
 		return errf(CodeInternal, "reply failed")
 	}
 	s.replied = true
 	return nil
 }
 
-// outgoing builds the envelope of a guest publish. The principal and
-// attribution follow the invocation: a message handled for a claimed
-// principal stays claimed downstream; with no caller it is the owner,
-// verified by this host.
+// outgoing builds the envelope of a guest publish in s.out, which every
+// publish and reply reuses (the Transport does not retain it). The
+// principal and attribution follow the invocation: a message handled for a
+// claimed principal stays claimed downstream; with no caller it is the
+// owner, verified by this host.
 func (s *State) outgoing(topic string, payload []byte) *bus.Message {
-	m := &bus.Message{Topic: topic, Payload: payload, Source: s.session}
+	m := &s.out
+	*m = bus.Message{Topic: topic, Payload: payload, Source: s.session}
 	if s.caller != nil && s.caller.Principal != "" {
 		m.Principal = s.caller.Principal
 		m.Attribution = s.caller.Attribution
@@ -504,7 +524,7 @@ func (s *State) outgoing(topic string, payload []byte) *bus.Message {
 	} else {
 		m.Principal = s.owner
 		m.Attribution = bus.Verified
-		m.Origin = "local"
+		m.Origin = bus.OriginLocal
 	}
 	return m
 }
@@ -997,7 +1017,7 @@ func EnvelopeJSON(d *Delivery) []byte {
 	b = append(b, `,"topic":`...)
 	b = appendJSONString(b, m.Topic)
 	b = append(b, `,"payload":`...)
-	if len(m.Payload) == 0 || !json.Valid(m.Payload) {
+	if len(m.Payload) == 0 || !validJSON(m.Payload) {
 		// Outside publishers may send anything; non-JSON travels as a string.
 		b = appendJSONString(b, string(m.Payload))
 	} else {

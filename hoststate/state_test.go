@@ -278,6 +278,59 @@ func TestPublishStampsAndChargesOnlyAccepted(t *testing.T) {
 	}
 }
 
+// TestPublishSequence: the [publish] ACL is checked on every publish of
+// one State (a denied topic never becomes allowed by what was published
+// before), and the envelope of each publish is its own, though State
+// reuses the message it hands to the transport.
+func TestPublishSequence(t *testing.T) {
+	e := newEnv(t)
+	got := e.collect(t, "out.>")
+	st := e.state(t, hoststate.Config{Owner: "owner", Publish: []string{"out.*"}})
+	steps := []struct {
+		topic  string
+		caller *bus.Message
+		want   hoststate.Code
+	}{
+		{"out.x", nil, 0},
+		{"other.x", nil, hoststate.CodeCapabilityDenied},
+		{"out.x", &bus.Message{Topic: "in", Principal: "alice", Attribution: bus.Claimed, Origin: bus.OriginExternal}, 0},
+		{"other.x", nil, hoststate.CodeCapabilityDenied},
+		{"other.x", nil, hoststate.CodeCapabilityDenied},
+		{"out", nil, hoststate.CodeCapabilityDenied},
+		{"out.y", nil, 0},
+		{"out.x", nil, 0},
+	}
+	var want []bus.Message
+	for i, step := range steps {
+		if step.caller != nil {
+			st.BeginInvocation(step.caller)
+		}
+		payload := []byte(fmt.Sprintf(`{"step":%d}`, i))
+		if err := st.Publish(step.topic, payload); hoststate.CodeOf(err) != step.want && !(step.want == 0 && err == nil) {
+			t.Fatalf("step %d: Publish(%q) = %v, want %s", i, step.topic, err, step.want)
+		}
+		if step.caller != nil {
+			st.EndInvocation()
+		}
+		if step.want == 0 {
+			w := bus.Message{Topic: step.topic, Payload: payload, Principal: "owner", Attribution: bus.Verified, Origin: bus.OriginLocal}
+			if step.caller != nil {
+				w.Principal, w.Attribution, w.Origin = "alice", bus.Claimed, bus.OriginExternal
+			}
+			want = append(want, w)
+		}
+	}
+	var lastSeq uint64
+	for _, w := range want {
+		m := recvMsg(t, got)
+		if m.Topic != w.Topic || string(m.Payload) != string(w.Payload) || m.Principal != w.Principal ||
+			m.Attribution != w.Attribution || m.Origin != w.Origin || m.Source != st.Session() || m.Seq <= lastSeq {
+			t.Fatalf("got %+v, want %+v", m, w)
+		}
+		lastSeq = m.Seq
+	}
+}
+
 func TestReply(t *testing.T) {
 	e := newEnv(t)
 	st := e.state(t, hoststate.Config{})

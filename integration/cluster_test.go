@@ -150,7 +150,7 @@ func increment(t *testing.T, c *bus.Conn, principal string, attempt, within time
 		if err := json.Unmarshal(resp.Data, &out); err != nil {
 			t.Fatalf("reply %q: %v", resp.Data, err)
 		}
-		return out.Count, resp.Header.Get(bus.HeaderNode), failed
+		return out.Count, bus.EnvelopeNode(resp.Header), failed
 	}
 	t.Fatalf("no answer within %v after %d failed attempts; last: %v", within, failed, last)
 	return 0, "", failed

@@ -154,8 +154,8 @@ func TestIntegrationControlTwoNodes(t *testing.T) {
 		t.Fatalf("astrid deploy --label zone=b = %+v", deployed)
 	}
 	resp, err := client.Request(ctx, &bus.Message{Topic: "counter.v1.increment", Payload: []byte(`{}`), Principal: "alice"})
-	if err != nil || resp.Header.Get(bus.HeaderError) != "" || resp.Header.Get(bus.HeaderNode) != "n2" {
-		t.Fatalf("counter after deploy: %v %v from %q", err, resp.Header, resp.Header.Get(bus.HeaderNode))
+	if err != nil || resp.Header.Get(bus.HeaderError) != "" || bus.EnvelopeNode(resp.Header) != "n2" {
+		t.Fatalf("counter after deploy: %v %v from %q", err, resp.Header, bus.EnvelopeNode(resp.Header))
 	}
 	if code, _ := astridCLI(t, "deploy", "--label", "zone=c", "-s", url, counter); code != 1 {
 		t.Errorf("deploy to no matching node: exit %d, want 1", code)
@@ -168,8 +168,8 @@ func TestIntegrationControlTwoNodes(t *testing.T) {
 	}
 	for i := range 5 {
 		resp, err := client.Request(ctx, &bus.Message{Topic: "echo.v1.request", Payload: []byte(`{"i":1}`)})
-		if err != nil || resp.Header.Get(bus.HeaderNode) != "n2" {
-			t.Fatalf("echo request %d with n1's stopped: %v from %q", i, err, resp.Header.Get(bus.HeaderNode))
+		if err != nil || bus.EnvelopeNode(resp.Header) != "n2" {
+			t.Fatalf("echo request %d with n1's stopped: %v from %q", i, err, bus.EnvelopeNode(resp.Header))
 		}
 	}
 	// Counter runs on n2 only: restarting it everywhere skips n1 (exit 0);

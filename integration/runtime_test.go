@@ -125,8 +125,7 @@ func TestIntegrationForgedAttributionIsClaimed(t *testing.T) {
 	raw := n.client.NATS()
 	nm := &nats.Msg{}
 	bus.EncodeClaimed(nm, n.client.Subjects().Subject(msg.Topic), msg)
-	nm.Header.Set(bus.HeaderAttribution, "verified")
-	nm.Header.Set(bus.HeaderSig, "AAAA")
+	nm.Header.Set(bus.HeaderEnvelope, "v2 verified - 1 0 local n1 "+strings.Repeat("A", 43))
 	resp, err := raw.RequestMsgWithContext(ctx, nm)
 	if err != nil {
 		t.Fatal(err)
