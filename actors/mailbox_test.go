@@ -151,6 +151,35 @@ func TestMailboxBlockWaitsForRelease(t *testing.T) {
 	})
 }
 
+// A blocked producer is woken at the low watermark (half the mailbox), not
+// at every release.
+func TestMailboxBlockWakesAtHalf(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mb := NewMailbox(8, "block")
+		for range 8 {
+			if code := mb.acquire(true, "alice", 0); code != "" {
+				t.Fatalf("filling: %q", code)
+			}
+		}
+		done := make(chan string, 1)
+		go func() { done <- mb.acquire(true, "bob", 0) }()
+		synctest.Wait() // the producer is blocked on the full mailbox
+		for i := 1; i <= 4; i++ {
+			mb.release("alice")
+			synctest.Wait()
+			if i < 4 && len(done) != 0 {
+				t.Fatalf("the producer went on after %d releases (Len %d), want it held until Len 4", i, mb.Len())
+			}
+		}
+		if len(done) != 1 {
+			t.Fatalf("the producer is still blocked at Len %d", mb.Len())
+		}
+		if code := <-done; code != "" || mb.Len() != 5 {
+			t.Fatalf("acquire = %q, Len = %d; want a slot and Len 5", code, mb.Len())
+		}
+	})
+}
+
 // Many goroutines acquiring and releasing for a few principals never see
 // more than size slots taken or a principal above its cap, and leave the
 // mailbox empty.

@@ -75,7 +75,8 @@ const RouterQueue = "astrid.router"
 // applies the capsule's [limits] overflow policy: "reject" (and
 // "drop_oldest", which only a run-loop inbox can honour) answers the sender
 // with a typed backpressure error at once; "block" makes the NATS callback
-// wait for room, pushing back on the publisher through NATS flow control.
+// wait until the mailbox has drained to half, pushing back on the publisher
+// through NATS flow control.
 //
 // The router queues Invokes here instead of sending each one as an actor
 // message, and wakes the actor with one drain message when the queue was
@@ -89,6 +90,11 @@ const RouterQueue = "astrid.router"
 type Mailbox struct {
 	slots  chan struct{}
 	policy string
+	// Producers blocked under "block" wait for room to be closed, which
+	// release does at the low watermark (see acquireBlocking).
+	waiting atomic.Int32
+	roomMu  sync.Mutex
+	room    chan struct{}
 	// per counts each principal's Invokes holding a slot, for the
 	// max_in_flight_calls quota (one principal cannot fill the mailbox).
 	per sync.Map // principal -> *atomic.Int32
@@ -116,7 +122,7 @@ func NewMailbox(size int, policy string) *Mailbox {
 	if size < 1 {
 		size = 1
 	}
-	mb := &Mailbox{slots: make(chan struct{}, size), policy: policy, signal: make(chan struct{}, 1)}
+	mb := &Mailbox{slots: make(chan struct{}, size), policy: policy, signal: make(chan struct{}, 1), room: make(chan struct{})}
 	mb.wake = &drain{mb: mb}
 	return mb
 }
@@ -230,7 +236,7 @@ func (mb *Mailbox) acquire(wait bool, principal string, limit int) string {
 		return "quota"
 	}
 	if wait && mb.policy == "block" {
-		mb.slots <- struct{}{}
+		mb.acquireBlocking()
 		return ""
 	}
 	select {
@@ -239,6 +245,34 @@ func (mb *Mailbox) acquire(wait bool, principal string, limit int) string {
 	default:
 		c.Add(-1)
 		return "backpressure"
+	}
+}
+
+// acquireBlocking takes a slot, waiting while the mailbox is full. A
+// waiter is woken only once the mailbox has drained to half its size (the
+// low watermark), not at every release: a saturated capsule then costs its
+// producer one wake-up per half mailbox instead of one per message.
+func (mb *Mailbox) acquireBlocking() {
+	for {
+		select {
+		case mb.slots <- struct{}{}:
+			return
+		default:
+		}
+		mb.waiting.Add(1)
+		mb.roomMu.Lock()
+		room := mb.room
+		mb.roomMu.Unlock()
+		// Re-check after registering: a release in between either left a
+		// slot free or closes this room channel.
+		select {
+		case mb.slots <- struct{}{}:
+			mb.waiting.Add(-1)
+			return
+		default:
+		}
+		<-room
+		mb.waiting.Add(-1)
 	}
 }
 
@@ -252,6 +286,12 @@ func (mb *Mailbox) release(principal string) {
 	select {
 	case <-mb.slots:
 	default:
+	}
+	if mb.waiting.Load() > 0 && len(mb.slots) <= cap(mb.slots)/2 {
+		mb.roomMu.Lock()
+		close(mb.room) // wake every blocked producer
+		mb.room = make(chan struct{})
+		mb.roomMu.Unlock()
 	}
 }
 
@@ -382,6 +422,8 @@ func (r *Router) publishLocked() {
 
 // dispatch runs on the NATS callback of the one router subscription that
 // received m (see Router): it only turns the message into actor messages.
+// m is valid only during the call (QueueSubscribeStrict): the chain keeps
+// a copy.
 func (r *Router) dispatch(m *bus.Message) {
 	set := r.snap.Load()
 	lit := set.literal[m.Topic]
@@ -398,7 +440,8 @@ func (r *Router) dispatch(m *bus.Message) {
 	if n == 0 {
 		return
 	}
-	c := &chain{r: r, msg: m}
+	c := &chain{r: r, m: *m}
+	c.msg = &c.m
 	if n == 1 {
 		// The common case: one binding. No slices are allocated; the
 		// chain's single level points into the immutable snapshot.
@@ -433,7 +476,8 @@ func (r *Router) dispatch(m *bus.Message) {
 // chain is one message travelling through the interceptor levels.
 type chain struct {
 	r      *Router
-	msg    *bus.Message
+	msg    *bus.Message // &m
+	m      bus.Message
 	levels [][]route
 	single [1][]route // backing of levels for a one-binding chain
 	inv    Invoke     // the Invoke of a one-binding chain (no second allocation)

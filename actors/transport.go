@@ -50,7 +50,8 @@ func (t *Transport) SubscribeStrict(pattern string, deliver func(*bus.Message)) 
 
 // QueueSubscribeStrict subscribes with the strict interceptor grammar in
 // the NATS queue group queue: each message reaches one member of the
-// group across the whole cluster.
+// group across the whole cluster. As with bus.Conn.QueueSubscribeMessages,
+// the message passed to deliver is valid only until it returns.
 func (t *Transport) QueueSubscribeStrict(pattern, queue string, deliver func(*bus.Message)) (func(), error) {
 	return t.conn.QueueSubscribeMessages(t.conn.Subjects().Strict(pattern), queue, deliver)
 }

@@ -76,3 +76,50 @@ func TestSubscribeMessagesAndReplyError(t *testing.T) {
 	default:
 	}
 }
+
+// QueueSubscribeMessages decodes every delivery into one reused Message:
+// each delivery is complete and correct while deliver runs (stamped
+// principal, topic, payload), which is all the contract promises.
+func TestQueueSubscribeMessagesReusesTheMessage(t *testing.T) {
+	t.Parallel()
+	s := bustest.RunServer(t)
+	node := bustest.Conn(t, s, bus.WithStamper(newStamper(t)))
+	type seen struct {
+		ptr                        *bus.Message
+		topic, payload, principal string
+		attr                      bus.Attribution
+	}
+	got := make(chan seen, 3)
+	cancel, err := node.QueueSubscribeMessages("q.v1.*", "workers", func(m *bus.Message) {
+		got <- seen{m, m.Topic, string(m.Payload), m.Principal, m.Attribution}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	if err := node.NATS().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range []string{"ann", "bob", "cy"} {
+		m := &bus.Message{Topic: "q.v1." + p, Payload: []byte(`{"i":` + string(rune('0'+i)) + `}`), Principal: p, Attribution: bus.Verified}
+		if err := node.Publish(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var first *bus.Message
+	for i, p := range []string{"ann", "bob", "cy"} {
+		select {
+		case s := <-got:
+			if s.topic != "q.v1."+p || s.principal != p || s.attr != bus.Verified || s.payload != `{"i":`+string(rune('0'+i))+`}` {
+				t.Errorf("delivery %d = %+v", i, s)
+			}
+			if first == nil {
+				first = s.ptr
+			} else if s.ptr != first {
+				t.Errorf("delivery %d got a new Message; the subscription reuses one", i)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("delivery %d did not arrive", i)
+		}
+	}
+}
