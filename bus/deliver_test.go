@@ -85,7 +85,7 @@ func TestQueueSubscribeMessagesReusesTheMessage(t *testing.T) {
 	s := bustest.RunServer(t)
 	node := bustest.Conn(t, s, bus.WithStamper(newStamper(t)))
 	type seen struct {
-		ptr                        *bus.Message
+		ptr                       *bus.Message
 		topic, payload, principal string
 		attr                      bus.Attribution
 	}
