@@ -514,12 +514,18 @@ func newRawRuntime(tb testing.TB, wasm []byte, h *rawHost) *rawRuntime {
 }
 
 func openRawRuntime(wasm []byte, h *rawHost) (*rawRuntime, error) {
+	return openRawRuntimeConfig(wasm, h, wazero.NewRuntimeConfigCompiler())
+}
+
+// openRawRuntimeConfig is openRawRuntime on a runtime built from cfg (plus
+// the shared compilation cache).
+func openRawRuntimeConfig(wasm []byte, h *rawHost, cfg wazero.RuntimeConfig) (*rawRuntime, error) {
 	ctx := context.Background()
 	cache, err := wazero.NewCompilationCacheWithDir(cacheDir)
 	if err != nil {
 		return nil, err
 	}
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache))
+	rt := wazero.NewRuntimeWithConfig(ctx, cfg.WithCompilationCache(cache))
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		return nil, err
 	}
