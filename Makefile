@@ -56,7 +56,7 @@ bench: examples ## run the benchmark suite and write $(RESULTS)
 	@mkdir -p $(dir $(RESULTS))
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) -benchtime $(BENCHTIME) -timeout 60m ./bench/... | tee $(RESULTS)
 
-bench-scaling: examples ## scaling curves (1..1000 capsules; ~4 GiB) into bench/results/scaling.txt and docs/scaling-*.png
+bench-scaling: examples ## scaling curves (1..1000 capsules, 1..3 nodes; ~4 GiB) into bench/results/scaling.txt and docs/scaling-*.png
 	@mkdir -p bench/results
 	ASTRID_BENCH_SCALING=1 $(GO) test -run '^$$' -bench 'BenchmarkScaling' -benchmem -count 1 -timeout 60m ./bench/ | tee bench/results/scaling.txt
 	$(GO) run ./cmd/benchplot -in bench/results/scaling.txt -out docs

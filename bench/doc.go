@@ -17,8 +17,11 @@
 // serves every row; examples/echo and capsule/testdata/guests/crashon serve
 // the latency and loss rows.
 //
-// BenchmarkScaling (1 to 1,000 capsules on one node) runs only when
-// ASTRID_BENCH_SCALING is set; cmd/benchplot draws its curves. BENCH_LOG=warn
+// BenchmarkScaling (1 to 1,000 capsules on one node) and
+// BenchmarkScalingNodes (1 to 3 nodes of one in-process cluster) run only
+// when ASTRID_BENCH_SCALING is set; cmd/benchplot draws their curves.
+// BenchmarkGuestCall is not a row of the table: it shows what entering a
+// guest costs with and without wazero's termination checks. BENCH_LOG=warn
 // (or any zerolog level) sends node logs to stderr, and ASTRID_BENCH_CACHE
 // names a wazero compilation cache kept across runs, so a profiled run does
 // not profile the first compile.

@@ -6,6 +6,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -233,6 +234,129 @@ func TestRun(t *testing.T) {
 			}
 			if !strings.Contains(stdout.String(), tt.want) {
 				t.Errorf("stdout %q lacks %q", stdout.String(), tt.want)
+			}
+		})
+	}
+}
+
+// nodesSample is BenchmarkScalingNodes output: two runs of nodes=1 (the
+// median of two is their mean), the astrid rows out of node order.
+const nodesSample = `goos: linux
+pkg: github.com/astrid-go/astrid/bench
+BenchmarkScalingNodes/nodes=1/raw-nats-2  	  200000	      6000 ns/op	    160000 req/s	        90.0 p50-us	       300.0 p99-us	    1900 B/op	      24 allocs/op
+BenchmarkScalingNodes/nodes=1/raw-nats-2  	  200000	      6200 ns/op	    150000 req/s	        92.0 p50-us	       320.0 p99-us	    1900 B/op	      24 allocs/op
+BenchmarkScalingNodes/nodes=3/astrid-2    	   50000	     25000 ns/op	     40000 req/s	       350.0 p50-us	      1500 p99-us	    3900 B/op	      43 allocs/op
+BenchmarkScalingNodes/nodes=1/astrid-2    	   60000	     20000 ns/op	     50000 req/s	       300.0 p50-us	      1200 p99-us	    3900 B/op	      43 allocs/op
+BenchmarkScalingNodes/nodes=2/astrid-2    	   55000	     22000 ns/op	     45000 req/s	       320.0 p50-us	      1300 p99-us	    3900 B/op	      43 allocs/op
+BenchmarkScalingNodes/nodes=2/raw-nats-2  	  180000	      6500 ns/op	    140000 req/s	        95.0 p50-us	       350.0 p99-us	    1900 B/op	      24 allocs/op
+PASS
+`
+
+func TestScalingNodes(t *testing.T) {
+	res, err := parse(strings.NewReader(nodesSample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		unit, path string
+		want       []scalingPoint
+	}{
+		{"req/s", "astrid", []scalingPoint{{1, 50000}, {2, 45000}, {3, 40000}}},
+		{"req/s", "raw-nats", []scalingPoint{{1, 155000}, {2, 140000}}},
+		{"p99-us", "astrid", []scalingPoint{{1, 1200}, {2, 1300}, {3, 1500}}},
+		{"p50-us", "raw-nats", []scalingPoint{{1, 91}, {2, 95}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.unit+"/"+tt.path, func(t *testing.T) {
+			curves := res.scalingNodes(tt.unit)
+			if len(curves) != 2 {
+				t.Errorf("%d paths, want astrid and raw-nats: %v", len(curves), curves)
+			}
+			if got := curves[tt.path]; !slices.Equal(got, tt.want) {
+				t.Errorf("%s %s = %v, want %v", tt.path, tt.unit, got, tt.want)
+			}
+		})
+	}
+	// The capsule-count curves do not pick up node rows, nor the other way.
+	if got := res.scaling("latency", "p99-us"); len(got) != 0 {
+		t.Errorf("node rows parsed as capsule-count curves: %v", got)
+	}
+	capsules, err := parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := capsules.scalingNodes("p99-us"); len(got) != 0 {
+		t.Errorf("capsule rows parsed as node curves: %v", got)
+	}
+}
+
+// TestChartsNodes checks which charts each kind of results file yields:
+// node rows alone give the two node charts, a combined file all four.
+func TestChartsNodes(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []string
+	}{
+		{"nodes only", nodesSample, []string{"scaling-nodes-throughput.png", "scaling-nodes-p99.png"}},
+		{"capsules only", sample, []string{"scaling-throughput.png", "scaling-p99.png"}},
+		{"combined", sample + nodesSample, []string{"scaling-throughput.png", "scaling-p99.png",
+			"scaling-nodes-throughput.png", "scaling-nodes-p99.png"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := parse(strings.NewReader(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			files, err := writeCharts(res, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range files {
+				got = append(got, filepath.Base(p))
+				f, err := os.Open(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = png.Decode(f)
+				f.Close()
+				if err != nil {
+					t.Errorf("%s: %v", p, err)
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("wrote %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestXAxis checks the two x scales: capsule counts on a log scale (10 a
+// third of the way from 1 to 1,000), node counts on a linear one (2 half
+// way from 1 to 3).
+func TestXAxis(t *testing.T) {
+	const x0, x1 = 100, 720 // usable columns 110..710
+	tests := []struct {
+		name   string
+		linear bool
+		lo, hi float64
+		x      float64
+		want   int
+	}{
+		{"log low end", false, 1, 1000, 1, 110},
+		{"log high end", false, 1, 1000, 1000, 710},
+		{"log decade", false, 1, 1000, 10, 310},
+		{"linear middle", true, 1, 3, 2, 410},
+		{"linear high end", true, 1, 3, 3, 710},
+		{"single value", true, 2, 2, 2, 410},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := chart{linearX: tt.linear}
+			if got := c.xAxis(tt.lo, tt.hi, x0, x1)(tt.x); got != tt.want {
+				t.Errorf("x %v on [%v, %v] at column %d, want %d", tt.x, tt.lo, tt.hi, got, tt.want)
 			}
 		})
 	}

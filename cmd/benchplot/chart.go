@@ -17,10 +17,12 @@ type series struct {
 	pts  []scalingPoint
 }
 
-// chart is a line chart with a log-10 x axis (capsule counts) and a linear
-// y axis from zero.
+// chart is a line chart with a log-10 x axis (capsule counts), or a
+// linear one when linearX is set (node counts), and a linear y axis from
+// zero.
 type chart struct {
 	title, xLabel, yLabel string
+	linearX               bool
 	series                []series
 }
 
@@ -68,17 +70,11 @@ func (c *chart) render() *image.RGBA {
 		drawText(img, x0, chartH/2, "no data", 2, ink)
 		return img
 	}
-	lx0, lx1 := math.Log10(math.Max(xs[0], 1)), math.Log10(math.Max(xs[len(xs)-1], 1))
-	if lx1 == lx0 {
-		lx0, lx1 = lx0-1, lx1+1
-	}
+	px := c.xAxis(xs[0], xs[len(xs)-1], x0, x1)
 	step := niceStep(maxY / 5)
 	top := math.Ceil(maxY*1.05/step) * step
 	if top == 0 {
 		top = 1
-	}
-	px := func(x float64) int {
-		return x0 + int(math.Round((math.Log10(math.Max(x, 1))-lx0)/(lx1-lx0)*float64(x1-x0-20))) + 10
 	}
 	py := func(y float64) int { return y0 - int(math.Round(y/top*float64(y0-y1))) }
 
@@ -124,6 +120,23 @@ func (c *chart) render() *image.RGBA {
 		drawText(img, x1-168, ly, s.name, 2, ink)
 	}
 	return img
+}
+
+// xAxis maps x values between lo and hi to pixel columns between x0 and
+// x1 (10 pixels in from each end), on a log-10 scale or, with linearX, a
+// linear one. A single x value sits in the middle.
+func (c *chart) xAxis(lo, hi float64, x0, x1 int) func(float64) int {
+	scale := func(x float64) float64 { return math.Log10(math.Max(x, 1)) }
+	if c.linearX {
+		scale = func(x float64) float64 { return x }
+	}
+	l0, l1 := scale(lo), scale(hi)
+	if l1 == l0 {
+		l0, l1 = l0-1, l1+1
+	}
+	return func(x float64) int {
+		return x0 + int(math.Round((scale(x)-l0)/(l1-l0)*float64(x1-x0-20))) + 10
+	}
 }
 
 // drawLine draws a 3-pixel-wide line (Bresenham with a square pen).

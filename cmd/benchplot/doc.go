@@ -7,7 +7,12 @@
 //   - with -out DIR, draws the scaling curves of BenchmarkScaling
 //     (bench/scaling_test.go) as PNG charts in DIR: scaling-throughput.png
 //     (msgs/s against the capsule count) and scaling-p99.png (request p99
-//     against the capsule count), one line per path (astrid, raw-nats).
+//     against the capsule count), one line per path (astrid, raw-nats);
+//     and, when the file has BenchmarkScalingNodes rows
+//     (bench/nodes_scaling_test.go), scaling-nodes-throughput.png (req/s
+//     against the node count of the cluster) and scaling-nodes-p99.png
+//     (request p99 against the node count). Each pair is drawn only when
+//     its rows are present, so one file may hold both kinds.
 //
 // Usage:
 //

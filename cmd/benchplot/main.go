@@ -56,20 +56,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // writeCharts draws the scaling curves found in res into dir and returns
-// the files written; it fails when res has no scaling figures.
+// the files written: the capsule-count charts when res has BenchmarkScaling
+// rows, the node-count charts when it has BenchmarkScalingNodes rows. It
+// fails when res has neither.
 func writeCharts(res *results, dir string) ([]string, error) {
 	charts := []struct {
-		file, kind, unit string
-		c                chart
+		file   string
+		curves map[string][]scalingPoint
+		c      chart
 	}{
-		{"scaling-throughput.png", "throughput", "msgs/s",
+		{"scaling-throughput.png", res.scaling("throughput", "msgs/s"),
 			chart{title: "one-way throughput, 256 b", xLabel: "capsules on one node", yLabel: "msgs/s"}},
-		{"scaling-p99.png", "latency", "p99-us",
+		{"scaling-p99.png", res.scaling("latency", "p99-us"),
 			chart{title: "request/reply p99, 256 b", xLabel: "capsules on one node", yLabel: "p99 (us)"}},
+		{"scaling-nodes-throughput.png", res.scalingNodes("req/s"),
+			chart{title: "request throughput, 256 b", xLabel: "nodes in the cluster (16 requesters)", yLabel: "req/s", linearX: true}},
+		{"scaling-nodes-p99.png", res.scalingNodes("p99-us"),
+			chart{title: "request/reply p99, 256 b", xLabel: "nodes in the cluster (16 requesters)", yLabel: "p99 (us)", linearX: true}},
 	}
 	var files []string
 	for _, ch := range charts {
-		curves := res.scaling(ch.kind, ch.unit)
+		curves := ch.curves
 		if len(curves) == 0 {
 			continue
 		}
@@ -96,7 +103,7 @@ func writeCharts(res *results, dir string) ([]string, error) {
 		files = append(files, p)
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("benchplot: no BenchmarkScaling figures to plot")
+		return nil, fmt.Errorf("benchplot: no BenchmarkScaling or BenchmarkScalingNodes figures to plot")
 	}
 	return files, nil
 }

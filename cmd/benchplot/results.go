@@ -161,6 +161,30 @@ func (r *results) scaling(kind, unit string) map[string][]scalingPoint {
 	return out
 }
 
+var scalingNodesName = regexp.MustCompile(`^BenchmarkScalingNodes/nodes=(\d+)/(.+)$`)
+
+// scalingNodes extracts the curves of BenchmarkScalingNodes: the median of
+// unit (req/s, p50-us or p99-us) per path, sorted by node count.
+func (r *results) scalingNodes(unit string) map[string][]scalingPoint {
+	out := map[string][]scalingPoint{}
+	for _, name := range r.names {
+		m := scalingNodesName.FindStringSubmatch(name)
+		if m == nil {
+			continue
+		}
+		s, ok := r.get(name, unit)
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseFloat(m[1], 64)
+		out[m[2]] = append(out[m[2]], scalingPoint{x: n, y: s.median})
+	}
+	for _, pts := range out {
+		slices.SortFunc(pts, func(a, b scalingPoint) int { return cmpFloat(a.x, b.x) })
+	}
+	return out
+}
+
 func cmpFloat(a, b float64) int {
 	switch {
 	case a < b:
