@@ -387,8 +387,12 @@ func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
 			res, err = a.inst.InvokeBatch(m.Action, payload, (*batchFeed)(a))
 			m, payload = a.cur, a.curPayload
 			if m == nil {
-				// Every message was completed inside the call.
-				if err != nil {
+				// Every message was completed inside the call. A failure
+				// now concerns no message: a stop while the call waited
+				// for one only ends the instance (the next message gets a
+				// new one); anything else is a crash like any other.
+				var te *capsule.TrapError
+				if err != nil && !(errors.As(err, &te) && te.Kind == capsule.FailCancelled) {
 					a.failed(ctx, err, nil, false)
 					a.incarnate(ctx)
 				}
