@@ -149,10 +149,13 @@ func showLogs(ctx context.Context, out io.Writer, o logsOptions) error {
 			return nil
 		case <-tick.C:
 		}
+		// Read the clock before polling: whatever the old day's file got
+		// before midnight is then drained by this poll, not skipped.
+		today := utcDay(o.now())
 		if err := t.poll(out); err != nil {
 			return err
 		}
-		if today := utcDay(o.now()); today.After(o.day) {
+		if today.After(o.day) {
 			// Midnight UTC: drain the old day (poll above), then follow
 			// the new day's file from its start.
 			if len(t.partial) > 0 {
