@@ -325,10 +325,7 @@ func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
 		a.stash = append(a.stash, m)
 		return
 	}
-	payload, modified := m.Msg.Payload, false
-	if m.chain != nil {
-		payload, modified = m.chain.payload(m.level)
-	}
+	payload, modified := m.payload()
 	if a.quarantined != "" {
 		m.chain.complete(m.level, m.index, capsule.Result{Kind: capsule.Errored, Code: "quarantined",
 			Data: []byte("capsule " + a.id + " is quarantined: " + a.quarantined)}, false)
@@ -362,15 +359,9 @@ func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
 		return
 	}
 	sup := a.cfg.Manifest.Supervision
-	// The fingerprint is computed only once something has crashed: the
-	// common path never hashes payloads.
-	var fp uint64
-	if len(a.crashes) > 0 {
-		fp = fingerprint(m.Msg, payload)
-	}
-	if len(a.crashes) > 0 && a.crashes[fp] >= sup.PoisonThreshold {
+	if crashes, poison := a.poison(m.Msg, payload); poison {
 		// A known poison message: park it without touching the capsule.
-		a.deadLetter(m.Msg, payload, "poison message: crashed the capsule "+itoa(a.crashes[fp])+" times", a.crashes[fp])
+		a.deadLetter(m.Msg, payload, "poison message: crashed the capsule "+itoa(crashes)+" times", crashes)
 		m.chain.complete(m.level, m.index, capsule.Result{Kind: capsule.Errored, Code: "dead-lettered",
 			Data: []byte("message dead-lettered: it crashed capsule " + a.id + " repeatedly")}, false)
 		return
@@ -401,17 +392,14 @@ func (a *CapsuleActor) invoke(ctx actor.Context, m *Invoke) {
 		} else {
 			res, err = a.inst.Invoke(m.Action, payload)
 		}
+		if err == nil {
+			a.completeCurrent(res)
+			return
+		}
 		a.cur, a.curPayload = nil, nil
 		replied := st.Replied()
 		st.EndInvocation()
-		if err == nil {
-			if res.Kind == capsule.Errored {
-				a.log.Warn().Str("action", m.Action).Str("topic", m.Msg.Topic).Bytes("error", res.Data).Msg("handler error")
-			}
-			m.chain.complete(m.level, m.index, res, replied)
-			return
-		}
-		fp = fingerprint(m.Msg, payload)
+		fp := fingerprint(m.Msg, payload)
 		a.crashes[fp]++
 		if len(a.crashes) > 4096 {
 			clear(a.crashes) // bounded memory; poison detection restarts
@@ -505,12 +493,8 @@ func (f *batchFeed) Next(ctx context.Context, res capsule.Result, room int) (str
 			return "", nil, false
 		}
 		if next := a.mb.peek(); next != nil {
-			payload := next.Msg.Payload
-			if next.chain != nil {
-				payload, _ = next.chain.payload(next.level)
-			}
-			if len(next.Action)+len(payload) > room ||
-				len(a.crashes) > 0 && a.crashes[fingerprint(next.Msg, payload)] >= a.cfg.Manifest.Supervision.PoisonThreshold {
+			payload, _ := next.payload()
+			if _, poison := a.poison(next.Msg, payload); poison || len(next.Action)+len(payload) > room {
 				return "", nil, false
 			}
 			a.mb.pop() // the one peeked: only this actor pops
@@ -575,6 +559,17 @@ func (a *CapsuleActor) waitForInvoke(ctx context.Context) bool {
 	case <-a.idle.C:
 		return false
 	}
+}
+
+// poison reports how many times the message already crashed the capsule
+// and whether that makes it a poison message. The fingerprint is computed
+// only once something has crashed: the common path never hashes payloads.
+func (a *CapsuleActor) poison(msg *bus.Message, payload []byte) (crashes int, poison bool) {
+	if len(a.crashes) == 0 {
+		return 0, false
+	}
+	crashes = a.crashes[fingerprint(msg, payload)]
+	return crashes, crashes >= a.cfg.Manifest.Supervision.PoisonThreshold
 }
 
 // fingerprint identifies a message for poison detection: same topic,

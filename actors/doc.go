@@ -15,8 +15,12 @@
 // message into a chain of *Invoke messages ordered by priority, with
 // same-priority fan-out, following the reference dispatcher; the chain's
 // outcome answers a requester (typed errors in the Astrid-Error header).
-// Mailbox bounds each capsule's queue and applies its overflow policy.
-// Transport adapts a *bus.Conn to hoststate.Transport.
+// Mailbox is each capsule actor's intake: the router queues Invokes in it
+// (bounded, with the capsule's overflow policy) and wakes the actor with one
+// drain message; a guest call in progress takes the queued messages through
+// capsule.Batch, and an idle one waits in the call for the next (ended by
+// any other actor message, seen by mailbox middleware). Transport adapts a
+// *bus.Conn to hoststate.Transport.
 //
 // actors may import capsule, hoststate, bus and manifests; it is the only
 // package besides supervisor that imports protoactor-go.
@@ -24,12 +28,14 @@
 // # Concurrency
 //
 // CapsuleActor state is owned by the actor. Router and Mailbox are
-// goroutine-safe (an atomic snapshot of routes; slot channels and atomic
-// counters). A chain is advanced by the actors running it.
+// goroutine-safe (an atomic snapshot of routes; a mutex-guarded queue, slot
+// channels and atomic counters). A chain is advanced by the actors running
+// it.
 //
 // # Errors
 //
 // Failures travel as messages (*CapsuleFailed with a *capsule.TrapError),
 // never as panics; typed error replies use the codes capsule-failed,
-// quarantined, denied, backpressure, quota, dead-lettered, handler-error.
+// quarantined, denied, backpressure, quota, dead-lettered, handler-error,
+// closed (the capsule stopped with the message still queued).
 package actors

@@ -25,6 +25,15 @@ type Invoke struct {
 	mb     *Mailbox
 }
 
+// payload returns the payload the Invoke's handler gets: the chain's
+// current one (modified by an earlier level) or the message's own.
+func (m *Invoke) payload() (payload []byte, modified bool) {
+	if m.chain != nil {
+		return m.chain.payload(m.level)
+	}
+	return m.Msg.Payload, false
+}
+
 // Status asks the actor for a snapshot; the reply is a *StatusReport.
 type Status struct{}
 

@@ -90,17 +90,16 @@ const RouterQueue = "astrid.router"
 type Mailbox struct {
 	slots  chan struct{}
 	policy string
-	// Producers blocked under "block" wait for room to be closed, which
-	// release does at the low watermark (see acquireBlocking).
+	// Producers blocked under "block" wait for room (guarded by mu) to be
+	// closed, which release does at the low watermark (acquireBlocking).
 	waiting atomic.Int32
-	roomMu  sync.Mutex
 	room    chan struct{}
 	// per counts each principal's Invokes holding a slot, for the
 	// max_in_flight_calls quota (one principal cannot fill the mailbox).
 	per sync.Map // principal -> *atomic.Int32
 
-	mu   sync.Mutex
-	q    []*Invoke // FIFO from head
+	mu   sync.Mutex // guards the queue, the flags below and room
+	q    []*Invoke  // FIFO from head
 	head int
 	// woken is set while a drain message is on its way to the actor or
 	// being handled; the next push after the actor found the queue empty
@@ -260,9 +259,9 @@ func (mb *Mailbox) acquireBlocking() {
 		default:
 		}
 		mb.waiting.Add(1)
-		mb.roomMu.Lock()
+		mb.mu.Lock()
 		room := mb.room
-		mb.roomMu.Unlock()
+		mb.mu.Unlock()
 		// Re-check after registering: a release in between either left a
 		// slot free or closes this room channel.
 		select {
@@ -288,10 +287,10 @@ func (mb *Mailbox) release(principal string) {
 	default:
 	}
 	if mb.waiting.Load() > 0 && len(mb.slots) <= cap(mb.slots)/2 {
-		mb.roomMu.Lock()
+		mb.mu.Lock()
 		close(mb.room) // wake every blocked producer
 		mb.room = make(chan struct{})
-		mb.roomMu.Unlock()
+		mb.mu.Unlock()
 	}
 }
 
@@ -440,8 +439,7 @@ func (r *Router) dispatch(m *bus.Message) {
 	if n == 0 {
 		return
 	}
-	c := &chain{r: r, m: *m}
-	c.msg = &c.m
+	c := &chain{r: r, msg: *m}
 	if n == 1 {
 		// The common case: one binding. No slices are allocated; the
 		// chain's single level points into the immutable snapshot.
@@ -476,8 +474,7 @@ func (r *Router) dispatch(m *bus.Message) {
 // chain is one message travelling through the interceptor levels.
 type chain struct {
 	r      *Router
-	msg    *bus.Message // &m
-	m      bus.Message
+	msg    bus.Message // a copy: the delivered one is reused (dispatch)
 	levels [][]route
 	single [1][]route // backing of levels for a one-binding chain
 	inv    Invoke     // the Invoke of a one-binding chain (no second allocation)
@@ -535,7 +532,7 @@ func (c *chain) start(level int) {
 		if len(c.levels) > 1 || len(lv) > 1 {
 			inv = new(Invoke)
 		}
-		*inv = Invoke{Msg: c.msg, Action: rt.action, Handle: rt.handle, chain: c, level: level, index: i, mb: rt.mb}
+		*inv = Invoke{Msg: &c.msg, Action: rt.action, Handle: rt.handle, chain: c, level: level, index: i, mb: rt.mb}
 		if rt.mb == nil {
 			c.r.root.Send(rt.pid, inv)
 		} else if rt.mb.push(inv) {
@@ -622,14 +619,14 @@ func (c *chain) finish(res capsule.Result) {
 	}
 	switch res.Kind {
 	case capsule.Final, capsule.Continue:
-		c.r.t.Respond(c.msg, res.Data, "", "")
+		c.r.t.Respond(&c.msg, res.Data, "", "")
 	case capsule.Deny:
-		c.r.t.Respond(c.msg, nil, "denied", string(res.Data))
+		c.r.t.Respond(&c.msg, nil, "denied", string(res.Data))
 	case capsule.Errored:
 		code := res.Code
 		if code == "" {
 			code = "handler-error"
 		}
-		c.r.t.Respond(c.msg, nil, code, string(res.Data))
+		c.r.t.Respond(&c.msg, nil, code, string(res.Data))
 	}
 }

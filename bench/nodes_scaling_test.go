@@ -36,7 +36,7 @@ const (
 
 // clusterOf starts n nodes whose embedded NATS servers form one cluster
 // (full mesh of routes on loopback), as n `astrid run --cluster-listen
-// --routes` would: twoNodeCluster for any n. They start concurrently, since
+// --routes` would. They start concurrently, since
 // a clustered JetStream waits for its peers. n = 1 is a standalone node
 // (`astrid run` without --cluster-listen): nats-server refuses a clustered
 // JetStream without routes.

@@ -23,9 +23,10 @@
 //
 // An interceptor capsule registers handlers with [Handle]; the action name is
 // the manifest's [subscribe] handler value. The host calls the
-// astrid_hook_trigger export, which finds the handler by action and frames
-// its [Result]. An action nobody registered is denied with
-// "unknown hook action: X", so a misconfigured manifest fails loudly.
+// astrid_hook_batch (or astrid_hook_trigger) export, which finds the
+// handler by action and frames its [Result]. An action nobody registered
+// is denied with "unknown hook action: X", so a misconfigured manifest
+// fails loudly.
 //
 // A run-loop capsule registers its loop with [Run] and blank-imports
 // github.com/astrid-go/astrid/sdk/runloop, which holds the run export. The
@@ -44,6 +45,11 @@
 //     grows when the host asks for more room.
 //   - astrid_hook_trigger(action, payload) dispatches one message and returns
 //     its result in InterceptResult framing from a reused result buffer.
+//   - astrid_hook_batch(action, payload) does the same, then hands each
+//     result to the host's hook_next and dispatches the next message the
+//     host wrote into the exchange buffer, until the host has none
+//     (docs/abi.md, "Batched handler calls"). Handlers cannot tell the two
+//     apart: each call of a handler still sees one message.
 //   - astrid_install() and astrid_upgrade(prev) run the lifecycle hooks and
 //     return HookResult framing.
 //

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -142,23 +143,9 @@ var scalingName = regexp.MustCompile(`^BenchmarkScaling/capsules=(\d+)/(throughp
 // the median msgs/s, for "latency" the median p99-us, per path, sorted by
 // capsule count.
 func (r *results) scaling(kind, unit string) map[string][]scalingPoint {
-	out := map[string][]scalingPoint{}
-	for _, name := range r.names {
-		m := scalingName.FindStringSubmatch(name)
-		if m == nil || m[2] != kind {
-			continue
-		}
-		s, ok := r.get(name, unit)
-		if !ok {
-			continue
-		}
-		n, _ := strconv.ParseFloat(m[1], 64)
-		out[m[3]] = append(out[m[3]], scalingPoint{x: n, y: s.median})
-	}
-	for _, pts := range out {
-		slices.SortFunc(pts, func(a, b scalingPoint) int { return cmpFloat(a.x, b.x) })
-	}
-	return out
+	return r.curves(scalingName, unit, func(m []string) (x, path string, ok bool) {
+		return m[1], m[3], m[2] == kind
+	})
 }
 
 var scalingNodesName = regexp.MustCompile(`^BenchmarkScalingNodes/nodes=(\d+)/(.+)$`)
@@ -166,31 +153,31 @@ var scalingNodesName = regexp.MustCompile(`^BenchmarkScalingNodes/nodes=(\d+)/(.
 // scalingNodes extracts the curves of BenchmarkScalingNodes: the median of
 // unit (req/s, p50-us or p99-us) per path, sorted by node count.
 func (r *results) scalingNodes(unit string) map[string][]scalingPoint {
+	return r.curves(scalingNodesName, unit, func(m []string) (x, path string, ok bool) {
+		return m[1], m[2], true
+	})
+}
+
+// curves collects, per path, the median of unit of every benchmark whose
+// name matches re and which pick keeps, at the x pick reads from the name;
+// each curve is sorted by x.
+func (r *results) curves(re *regexp.Regexp, unit string, pick func(m []string) (x, path string, ok bool)) map[string][]scalingPoint {
 	out := map[string][]scalingPoint{}
 	for _, name := range r.names {
-		m := scalingNodesName.FindStringSubmatch(name)
+		m := re.FindStringSubmatch(name)
 		if m == nil {
 			continue
 		}
+		xs, path, keep := pick(m)
 		s, ok := r.get(name, unit)
-		if !ok {
+		if !keep || !ok {
 			continue
 		}
-		n, _ := strconv.ParseFloat(m[1], 64)
-		out[m[2]] = append(out[m[2]], scalingPoint{x: n, y: s.median})
+		x, _ := strconv.ParseFloat(xs, 64)
+		out[path] = append(out[path], scalingPoint{x: x, y: s.median})
 	}
 	for _, pts := range out {
-		slices.SortFunc(pts, func(a, b scalingPoint) int { return cmpFloat(a.x, b.x) })
+		slices.SortFunc(pts, func(a, b scalingPoint) int { return cmp.Compare(a.x, b.x) })
 	}
 	return out
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
